@@ -38,9 +38,17 @@ wait_until() {
 svc_dir() { local d="$FLOTILLA_RUN/$1"; mkdir -p "$d"; printf '%s' "$d"; }
 
 # pid_alive NAME: the process recorded in NAME's pid file is running.
+# A zombie (killed, not yet reaped by PID 1 on some machines) counts as dead.
 pid_alive() {
   local f="$FLOTILLA_RUN/$1/pid"
-  [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
+  [[ -f $f ]] && proc_alive "$(cat "$f")"
+}
+
+proc_alive() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 1
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ $state != Z ]]
 }
 
 # start_daemon NAME CMD...: run CMD detached (own session, survives this shell), log to
@@ -58,10 +66,10 @@ stop_daemon() {
   local name=$1 sig=${2:-TERM} f="$FLOTILLA_RUN/$1/pid"
   [[ -f $f ]] || return 0
   local pid; pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
+  if proc_alive "$pid"; then
     kill -"$sig" -- "-$pid" 2>/dev/null || kill -"$sig" "$pid" 2>/dev/null
     local i
-    for ((i = 0; i < 60; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    for ((i = 0; i < 60; i++)); do proc_alive "$pid" || break; sleep 0.5; done
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$f"
