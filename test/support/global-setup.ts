@@ -1,17 +1,26 @@
 import { execFileSync } from 'node:child_process';
-import { resolveServiceEnv, SERVICES, servicesScript, tcpReachable, unreachableMessage } from './services.js';
+import {
+  repoRoot,
+  resolveServiceEnv,
+  SERVICES,
+  type ServiceSpec,
+  servicesScript,
+  tcpReachable,
+  unreachableMessage,
+} from './services.js';
 
 /**
  * Finds every service the integration tests need. Settings come from the environment or
- * from `scripts/services.sh env`; services that do not answer are brought up with the
- * script (set FLOTILLA_START_SERVICES=0 to forbid that). A service that still does not
- * answer fails the run with a message naming it: integration tests never skip.
+ * from `scripts/services.sh env`. Services that do not answer are brought up — with
+ * testcontainers and docker-compose.yml where a Docker engine answers, otherwise natively
+ * with scripts/services.sh (FLOTILLA_SERVICES=docker|native forces one; =none forbids
+ * starting anything). A service that still does not answer fails the run with a message
+ * naming it: integration tests never skip.
  */
-export default async function setup(): Promise<void> {
+export default async function setup(): Promise<(() => Promise<void>) | undefined> {
   const env = resolveServiceEnv();
-
-  const down = async () => {
-    const missing = [];
+  const unreachable = async () => {
+    const missing: ServiceSpec[] = [];
     for (const s of SERVICES) {
       const { host, port } = s.address(env[s.key]);
       if (!(await tcpReachable(host, port))) missing.push(s);
@@ -19,16 +28,24 @@ export default async function setup(): Promise<void> {
     return missing;
   };
 
-  let missing = await down();
-  if (missing.length > 0 && process.env.FLOTILLA_START_SERVICES !== '0') {
+  let teardown: (() => Promise<void>) | undefined;
+  let missing = await unreachable();
+  const mode = process.env.FLOTILLA_SERVICES ?? 'auto';
+  if (missing.length > 0 && mode !== 'none') {
     const names = missing.map((s) => s.script);
-    console.log(`[services] not answering: ${names.join(', ')}; starting them with scripts/services.sh up`);
-    try {
-      execFileSync('bash', [servicesScript, 'up', ...names], { stdio: 'inherit', timeout: 25 * 60_000 });
-    } catch {
-      // The check below names what is still missing.
+    if (mode === 'docker' || (mode === 'auto' && (await dockerAnswers()))) {
+      teardown = await composeUp(names);
+      // Confluent's registry in docker-compose.yml serves its API at the root.
+      if (!process.env.SCHEMA_REGISTRY_URL) env.SCHEMA_REGISTRY_URL = 'http://127.0.0.1:8081';
+    } else {
+      console.log(`[services] not answering: ${names.join(', ')}; starting them with scripts/services.sh up`);
+      try {
+        execFileSync('bash', [servicesScript, 'up', ...names], { stdio: 'inherit', timeout: 25 * 60_000 });
+      } catch {
+        // The check below names what is still missing.
+      }
     }
-    missing = await down();
+    missing = await unreachable();
   }
   if (missing.length > 0) {
     throw new Error(
@@ -38,4 +55,28 @@ export default async function setup(): Promise<void> {
     );
   }
   for (const s of SERVICES) process.env[s.key] = env[s.key];
+  return teardown;
+}
+
+async function dockerAnswers(): Promise<boolean> {
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** docker-compose.yml publishes the same loopback ports the native script uses. */
+async function composeUp(services: string[]): Promise<() => Promise<void>> {
+  const { DockerComposeEnvironment, Wait } = await import('testcontainers');
+  console.log(`[services] starting ${services.join(', ')} with docker-compose.yml (testcontainers)`);
+  const started = await new DockerComposeEnvironment(repoRoot, 'docker-compose.yml')
+    .withWaitStrategy('kafka-1', Wait.forHealthCheck())
+    .withWaitStrategy('postgres-1', Wait.forHealthCheck())
+    .up(services);
+  return async () => {
+    await started.down();
+  };
 }

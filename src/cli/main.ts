@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { ConfigError, FlotillaError } from '../core/errors.js';
+import { demo } from './demo.js';
+import { graph } from './graph.js';
+import { run } from './run.js';
+import { schema } from './schema.js';
+import { validate } from './validate.js';
+
+export interface Command {
+  summary: string;
+  usage: string;
+  options?: ParseArgsConfig['options'];
+  run(args: { positionals: string[]; values: Record<string, unknown> }): Promise<number>;
+}
+
+const commands: Record<string, Command> = { validate, graph, run, demo, schema };
+
+function help(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  return [
+    'flotilla — stream-processing workers for Kafka, driven by topology files',
+    '',
+    'Usage: flotilla <command> [options]',
+    '',
+    'Commands:',
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    "Run 'flotilla <command> --help' for a command's options.",
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(help());
+    return name ? 0 : 2;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`flotilla: unknown command '${name}'\n\n${help()}`);
+    return 2;
+  }
+  const options = { help: { type: 'boolean', short: 'h' }, ...command.options } as const;
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: rest, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    console.error(`flotilla ${name}: ${(err as Error).message}\n\n${command.usage}`);
+    return 2;
+  }
+  if (parsed.values.help) {
+    console.log(command.usage);
+    return 0;
+  }
+  return command.run({ positionals: parsed.positionals, values: parsed.values });
+}
+
+// `flotilla demo | head` closes the pipe early: that ends the output, not in an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) console.error(err.message);
+    else if (err instanceof FlotillaError) console.error(`flotilla: ${err.message}`);
+    else console.error(err);
+    process.exitCode = 1;
+  },
+);

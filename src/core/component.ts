@@ -1,0 +1,69 @@
+import type { z } from 'zod';
+import type { Logger } from '../observability/logger.js';
+import type { DeadLetter, FlotillaRecord } from './record.js';
+
+/** What every component factory gets besides its own config. */
+export interface ComponentContext {
+  topology: string;
+  /** Consumer group of the topology. */
+  group: string;
+  /** Folder of the topology file: relative paths in its config resolve from here. */
+  baseDir: string;
+  logger: Logger;
+}
+
+/**
+ * One kind of source, step or sink: its YAML schema (which is also its TypeScript type)
+ * and a factory. Each kind's registry is a list of these.
+ */
+export interface ComponentDefinition<Schema extends z.ZodObject, Instance> {
+  kind: string;
+  description: string;
+  schema: Schema;
+  create(config: z.infer<Schema>, ctx: ComponentContext): Instance | Promise<Instance>;
+}
+
+/** A batch of records from one partition, in offset order. */
+export interface SourceBatch {
+  topic: string;
+  partition: number;
+  records: FlotillaRecord[];
+}
+
+/**
+ * Handles one batch: resolves once every effect of the batch is acknowledged. A source
+ * commits the batch's offsets only after that.
+ */
+export type BatchHandler = (batch: SourceBatch) => Promise<void>;
+
+export interface Source {
+  readonly kind: string;
+  /** Consumes until `stop()`; resolves when stopped and the last acknowledged offsets are committed. */
+  run(handler: BatchHandler): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Collects the records of a batch that a step rejects. */
+export interface StepContext {
+  deadLetter(record: FlotillaRecord, reason: string, error: unknown): void;
+}
+
+export interface Step {
+  readonly name: string;
+  /** Processes one batch of one partition, in order, and returns what flows on. */
+  process(records: FlotillaRecord[], ctx: StepContext): FlotillaRecord[] | Promise<FlotillaRecord[]>;
+  close?(): Promise<void>;
+}
+
+export interface Sink {
+  readonly name: string;
+  /** Resolves when the sink has durably acknowledged every record. */
+  write(records: FlotillaRecord[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Writes dead letters; resolves when acknowledged (the partition waits on it). */
+export interface DeadLetterWriter {
+  write(letters: DeadLetter[]): Promise<void>;
+  close(): Promise<void>;
+}

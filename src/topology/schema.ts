@@ -1,0 +1,47 @@
+import { z } from 'zod';
+import { sinkKinds } from '../sinks/index.js';
+import { sourceKinds } from '../sources/index.js';
+import { stepKinds } from '../steps/index.js';
+
+type Kinds = readonly { schema: z.ZodObject }[];
+// A discriminated union of every registered kind: YAML errors name the kinds there are.
+const union = <K extends Kinds>(kinds: K) =>
+  z.discriminatedUnion(
+    'kind',
+    kinds.map((k) => k.schema) as unknown as [K[number]['schema'], ...K[number]['schema'][]],
+  );
+
+const name = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+    'letters, digits, ".", "_" and "-", starting with a letter or digit',
+  );
+
+export const topologySchema = z
+  .object({
+    name: name.describe('Unique name of the topology (metrics labels, state, ids).'),
+    description: z.string().optional(),
+    group: name.optional().describe('Consumer group (default: flotilla-<name>).'),
+    source: union(sourceKinds),
+    steps: z.array(union(stepKinds)).default([]),
+    sinks: z.array(union(sinkKinds)).min(1, 'at least one sink'),
+    dead_letter: z
+      .object({
+        topic: z.string().min(1).describe('Dead-letter topic (default: <name>.dlq).'),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .describe('A Flotilla topology: a source, steps, sinks and a dead-letter topic.');
+
+export type TopologyConfig = z.infer<typeof topologySchema>;
+export type SourceConfig = TopologyConfig['source'];
+export type StepConfig = TopologyConfig['steps'][number];
+export type SinkConfig = TopologyConfig['sinks'][number];
+
+/** The topology format as JSON Schema, for editors (yaml-language-server). */
+export function topologyJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(topologySchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+}
