@@ -1,4 +1,6 @@
 import { decodeStep } from './decode.js';
+import { filterStep } from './filter.js';
+import { mapStep } from './map.js';
 
 /** Every step kind. A new step is one file plus its entry here. */
-export const stepKinds = [decodeStep] as const;
+export const stepKinds = [decodeStep, filterStep, mapStep] as const;

@@ -49,7 +49,7 @@ describe('topology validation', () => {
       'an unknown step kind',
       valid.replace('kind: decode', 'kind: decod'),
       [
-        "topo.yaml:6:11: steps[0].kind: unknown kind 'decod' (did you mean 'decode'?); expected one of: decode",
+        "topo.yaml:6:11: steps[0].kind: unknown kind 'decod' (did you mean 'decode'?); expected one of: decode, filter, map",
       ],
     ],
     [
