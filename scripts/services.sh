@@ -35,11 +35,10 @@ check_names() {
 }
 
 # run_lanes VERB SERVICE...: run VERB for each service; lanes run in parallel, services
-# within a lane in order. Debian installs share one apt lock, and the schema registry
-# needs Kafka first, so those go in one lane each.
+# within a lane in order. Debian installs share one apt lock, so those share a lane.
 run_lanes() {
   local verb=$1; shift
-  local -a want=("$@") lanes=("postgres redis clickhouse" "kafka schema-registry" "mongo")
+  local -a want=("$@") lanes=("postgres redis clickhouse" "kafka" "schema-registry" "mongo")
   local -a pids=() names=()
   local lane s logdir="$FLOTILLA_RUN/.lanes"
   mkdir -p "$logdir"
