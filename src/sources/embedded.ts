@@ -3,16 +3,21 @@ import type { BatchHandler, ComponentDefinition, Source } from '../core/componen
 import type { FlotillaRecord } from '../core/record.js';
 import { type EmbeddedLog, embeddedLog } from './embedded-log.js';
 
+/** Options of every source that reads the embedded log. */
+export const embeddedLogShape = {
+  partitions: z.number().int().min(1).max(1024).default(3),
+  max_batch: z.number().int().min(1).max(100_000).default(500).describe('Records per batch, at most.'),
+};
+
 export const embeddedSourceSchema = z
   .object({
     kind: z.literal('embedded'),
     topic: z.string().min(1).describe('Name of the in-process topic.'),
-    partitions: z.number().int().min(1).max(1024).default(3),
     start: z
       .enum(['earliest', 'latest'])
       .default('earliest')
       .describe('Where a group with no commits starts.'),
-    max_batch: z.number().int().min(1).max(100_000).default(500).describe('Records per batch, at most.'),
+    ...embeddedLogShape,
   })
   .strict()
   .describe('An in-process partitioned log: runs a topology with no Kafka.');

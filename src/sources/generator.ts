@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { BatchHandler, ComponentDefinition, Source } from '../core/component.js';
-import { EmbeddedSource } from './embedded.js';
+import { EmbeddedSource, embeddedLogShape } from './embedded.js';
 import { type EmbeddedLog, embeddedLog } from './embedded-log.js';
 import { syntheticRecords } from './synthetic.js';
 
@@ -10,9 +10,8 @@ export const generatorSourceSchema = z
     preset: z.enum(['metrics', 'events']).describe('Which example schema to generate.'),
     rate: z.number().positive().max(10_000_000).default(1000).describe('Records per second.'),
     count: z.number().int().positive().optional().describe('Stop after this many records (default: never).'),
-    partitions: z.number().int().min(1).max(1024).default(3),
     seed: z.number().int().default(1).describe('The same seed gives the same records.'),
-    max_batch: z.number().int().min(1).max(100_000).default(500),
+    ...embeddedLogShape,
   })
   .strict()
   .describe('Synthetic records at a rate, through the embedded log: for demos and benchmarks.');

@@ -6,6 +6,7 @@ import {
   ExpressionError,
   ExpressionRuntimeError,
 } from '../../src/expr/index.js';
+import { seededRandom } from '../../src/sources/synthetic.js';
 
 type Scope = Record<string, unknown>;
 
@@ -31,18 +32,6 @@ function runtimeError(source: string, value?: unknown): ExpressionRuntimeError {
     return e as ExpressionRuntimeError;
   }
   throw new Error(`expected a runtime error for ${source}`);
-}
-
-/** Deterministic PRNG (mulberry32), so a failing property case can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('literals', () => {
@@ -850,7 +839,7 @@ describe('test() and resultType', () => {
 });
 
 describe('property: arithmetic and comparison agree with JavaScript on numbers', () => {
-  const random = prng(0xf107111a);
+  const random = seededRandom(0xf107111a);
   const pick = (): number => {
     const r = random();
     if (r < 0.4) return Math.floor(random() * 41) - 20;
