@@ -36,15 +36,11 @@ export function mermaidGraph(c: TopologyConfig): string {
 
 export const graph: Command = {
   summary: 'show a topology as text or a Mermaid flowchart',
+  needsFiles: true,
   usage: 'Usage: flotilla graph FILE [--mermaid]',
   options: { mermaid: { type: 'boolean' } },
   async run({ positionals, values }) {
-    const [file] = positionals;
-    if (!file) {
-      console.error(this.usage);
-      return 2;
-    }
-    const { config } = loadTopology(file);
+    const { config } = loadTopology(positionals[0] ?? '');
     console.log(values.mermaid ? mermaidGraph(config) : textGraph(config));
     return 0;
   },

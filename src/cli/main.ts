@@ -11,6 +11,8 @@ export interface Command {
   summary: string;
   usage: string;
   options?: ParseArgsConfig['options'];
+  /** At least one FILE argument is required. */
+  needsFiles?: boolean;
   run(args: { positionals: string[]; values: Record<string, unknown> }): Promise<number>;
 }
 
@@ -52,6 +54,10 @@ async function main(argv: string[]): Promise<number> {
   if (parsed.values.help) {
     console.log(command.usage);
     return 0;
+  }
+  if (command.needsFiles && parsed.positionals.length === 0) {
+    console.error(`flotilla ${name}: a topology FILE is required\n\n${command.usage}`);
+    return 2;
   }
   return command.run({ positionals: parsed.positionals, values: parsed.values });
 }

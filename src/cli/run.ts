@@ -29,12 +29,9 @@ export async function runTopologies(files: string[]): Promise<number> {
 
 export const run: Command = {
   summary: 'run one or more topologies until stopped',
+  needsFiles: true,
   usage: 'Usage: flotilla run FILE...\n\nSIGINT/SIGTERM drain in-flight batches, commit and exit 0.',
   async run({ positionals }) {
-    if (positionals.length === 0) {
-      console.error(this.usage);
-      return 2;
-    }
     return runTopologies(positionals);
   },
 };

@@ -4,12 +4,9 @@ import type { Command } from './main.js';
 
 export const validate: Command = {
   summary: 'check topology files; print every problem with file, line and YAML path',
+  needsFiles: true,
   usage: 'Usage: flotilla validate FILE...\n\nExit status 0 when every file is valid, 1 otherwise.',
   async run({ positionals }) {
-    if (positionals.length === 0) {
-      console.error(this.usage);
-      return 2;
-    }
     let failed = 0;
     for (const file of positionals) {
       try {

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type {
   ComponentContext,
   DeadLetterWriter,
@@ -43,7 +44,7 @@ export async function buildParts(topology: LoadedTopology, logger: Logger): Prom
   const ctx: ComponentContext = {
     topology: config.name,
     group: config.group ?? `flotilla-${config.name}`,
-    baseDir: topology.file.replace(/[/\\][^/\\]*$/, ''),
+    baseDir: path.dirname(topology.file),
     logger,
   };
   return {

@@ -48,7 +48,7 @@ export class EmbeddedLog {
     const p = partition ?? (entry.key === null ? 0 : hashKey(entry.key) % parts.length);
     const log = parts[p];
     if (!log) throw new Error(`embedded topic '${topic}' has no partition ${p}`);
-    const offset = this.base_(topic, p) + log.length;
+    const offset = this.baseOffset(topic, p) + log.length;
     log.push({ headers: {}, timestamp: Date.now(), ...entry, offset });
     this.wake();
     return offset;
@@ -58,12 +58,12 @@ export class EmbeddedLog {
   read(topic: string, partition: number, offset: number, max: number): LogEntry[] {
     const log = this.topics.get(topic)?.[partition];
     if (!log) return [];
-    const start = Math.max(0, offset - this.base_(topic, partition));
+    const start = Math.max(0, offset - this.baseOffset(topic, partition));
     return log.slice(start, start + max);
   }
 
   endOffset(topic: string, partition: number): number {
-    return this.base_(topic, partition) + (this.topics.get(topic)?.[partition]?.length ?? 0);
+    return this.baseOffset(topic, partition) + (this.topics.get(topic)?.[partition]?.length ?? 0);
   }
 
   commit(group: string, topic: string, partition: number, offset: number): void {
@@ -78,10 +78,10 @@ export class EmbeddedLog {
   truncate(topic: string, partition: number, offset: number): void {
     const log = this.topics.get(topic)?.[partition];
     if (!log) return;
-    const drop = Math.min(log.length, offset - this.base_(topic, partition));
+    const drop = Math.min(log.length, offset - this.baseOffset(topic, partition));
     if (drop <= 0) return;
     log.splice(0, drop);
-    this.base.set(`${topic}\u0000${partition}`, this.base_(topic, partition) + drop);
+    this.base.set(`${topic}\u0000${partition}`, this.baseOffset(topic, partition) + drop);
   }
 
   /** Resolves on the next append, or after `ms`. */
@@ -104,7 +104,7 @@ export class EmbeddedLog {
     for (const f of w) f();
   }
 
-  private base_(topic: string, partition: number): number {
+  private baseOffset(topic: string, partition: number): number {
     return this.base.get(`${topic}\u0000${partition}`) ?? 0;
   }
 }
