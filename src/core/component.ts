@@ -43,8 +43,11 @@ export interface Source {
   stop(): Promise<void>;
 }
 
-/** Collects the records of a batch that a step rejects. */
+/** What a step sees of the batch it processes, and where it sends the records it rejects. */
 export interface StepContext {
+  /** Topic and partition of the batch: stateful steps keep their state per partition. */
+  topic: string;
+  partition: number;
   deadLetter(record: FlotillaRecord, reason: string, error: unknown): void;
 }
 
@@ -55,10 +58,22 @@ export interface Step {
   close?(): Promise<void>;
 }
 
+/** Where a sink reports the records its database refused for good (type mismatch, constraint). */
+export interface SinkContext {
+  /** The record goes to the dead-letter topic with reason `sink` and this error. */
+  reject(record: FlotillaRecord, error: unknown): void;
+}
+
 export interface Sink {
   readonly name: string;
-  /** Resolves when the sink has durably acknowledged every record. */
-  write(records: FlotillaRecord[]): Promise<void>;
+  /**
+   * Resolves when the sink has durably acknowledged every record, except those it passed to
+   * `ctx.reject` (they are dead-lettered). Throws on a retriable failure: the worker retries
+   * the whole batch, so writes must be idempotent on `record.id`.
+   */
+  write(records: FlotillaRecord[], ctx: SinkContext): Promise<void>;
+  /** False while the sink cannot write (e.g. circuit open); `/ready` reports it. */
+  healthy?(): boolean;
   close(): Promise<void>;
 }
 

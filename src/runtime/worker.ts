@@ -18,6 +18,8 @@ import type { LoadedTopology } from '../topology/load.js';
 import { EmbeddedDeadLetters } from './dead-letter.js';
 import { retryUntilStopped } from './retry.js';
 
+const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
 type Definition = { kind: string; create(config: never, ctx: ComponentContext): unknown };
 
 function create<T>(
@@ -97,32 +99,42 @@ export class Worker {
       const labels = { topology: this.name, step: step.name };
       metrics.recordsIn.inc(labels, records.length);
       records = await step.process(records, {
+        topic: batch.topic,
+        partition: batch.partition,
         deadLetter: (record, reason, error) =>
           dead.push({
             record,
             step: step.name,
             reason,
-            error: error instanceof Error ? error.message : String(error),
+            error: errorText(error),
           }),
       });
       metrics.recordsOut.inc(labels, records.length);
       if (dead.length > before) metrics.recordsFailed.inc(labels, dead.length - before);
     }
-    const writes = this.parts.sinks.map((sink) => this.writeToSink(sink, records));
-    if (dead.length > 0) writes.push(this.writeDeadLetters(dead));
-    await Promise.all(writes);
+    await Promise.all(this.parts.sinks.map((sink) => this.writeToSink(sink, records, dead)));
+    // After the sinks: a row a database refuses for good is dead-lettered like a step's reject.
+    if (dead.length > 0) await this.writeDeadLetters(dead);
     metrics.batchSeconds.observe(
       { topology: this.name, partition: String(batch.partition) },
       (performance.now() - started) / 1000,
     );
   }
 
-  private async writeToSink(sink: Sink, records: FlotillaRecord[]): Promise<void> {
+  private async writeToSink(sink: Sink, records: FlotillaRecord[], dead: DeadLetter[]): Promise<void> {
     if (records.length === 0) return;
     const labels = { topology: this.name, sink: sink.name };
     const end = metrics.sinkFlushSeconds.startTimer(labels);
+    let rejected: DeadLetter[] = [];
     await retryUntilStopped(
-      () => sink.write(records),
+      () => {
+        // A retried batch is written whole again: only the last attempt's rejects count.
+        rejected = [];
+        return sink.write(records, {
+          reject: (record, error) =>
+            rejected.push({ record, step: sink.name, reason: 'sink', error: errorText(error) }),
+        });
+      },
       () => this.stopping,
       (err, attempt) => {
         metrics.sinkErrors.inc(labels);
@@ -130,7 +142,8 @@ export class Worker {
       },
     );
     end();
-    metrics.sinkRecords.inc(labels, records.length);
+    dead.push(...rejected);
+    metrics.sinkRecords.inc(labels, records.length - rejected.length);
   }
 
   private async writeDeadLetters(dead: DeadLetter[]): Promise<void> {
