@@ -3,7 +3,14 @@ import type { TopologyConfig } from '../topology/schema.js';
 import type { Command } from './main.js';
 
 function describeSource(s: TopologyConfig['source']): string {
-  return s.kind === 'generator' ? `generator (${s.preset})` : `${s.kind} ${s.topic}`;
+  switch (s.kind) {
+    case 'generator':
+      return `generator (${s.preset})`;
+    case 'kafka':
+      return `kafka ${s.topics?.join(', ') ?? `/${s.pattern}/`}`;
+    default:
+      return `${s.kind} ${s.topic}`;
+  }
 }
 
 export function textGraph(c: TopologyConfig): string {

@@ -32,12 +32,17 @@ export interface SourceBatch {
 
 /**
  * Handles one batch: resolves once every effect of the batch is acknowledged. A source
- * commits the batch's offsets only after that.
+ * commits the batch's offsets only after that. A source may hand over a partition's next
+ * batch before the previous one is acknowledged (the handler keeps per-partition order).
  */
 export type BatchHandler = (batch: SourceBatch) => Promise<void>;
 
 export interface Source {
   readonly kind: string;
+  /** Where this source's dead letters go (default: a topic of the embedded log). */
+  deadLetterWriter?(topic: string): DeadLetterWriter;
+  /** True once the source consumes (joined its group); `/ready` reports it. */
+  ready?(): boolean;
   /** Consumes until `stop()`; resolves when stopped and the last acknowledged offsets are committed. */
   run(handler: BatchHandler): Promise<void>;
   stop(): Promise<void>;

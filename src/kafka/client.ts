@@ -1,4 +1,5 @@
 import { Kafka, logLevel as KafkaLogLevel, type LogEntry } from 'kafkajs';
+import { z } from 'zod';
 import type { Logger } from '../observability/logger.js';
 import { registerLz4Codec } from './lz4-codec.js';
 
@@ -10,8 +11,10 @@ export function parseBrokers(list: string): string[] {
     .filter((b) => b.length > 0);
 }
 
+// KafkaJS logs a retried protocol error (e.g. a leader moving) at ERROR; it recovers on its
+// own, so those are warnings here. Failures that matter surface as thrown errors.
 const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
-  [KafkaLogLevel.ERROR]: 'error',
+  [KafkaLogLevel.ERROR]: 'warn',
   [KafkaLogLevel.WARN]: 'warn',
   [KafkaLogLevel.INFO]: 'info',
   [KafkaLogLevel.DEBUG]: 'debug',
@@ -35,5 +38,27 @@ export function createKafka(options: { brokers: string[]; clientId: string; logg
         log[levelNames[level] ?? 'info'](rest, message);
       },
     retry: { initialRetryTime: 100, retries: 8 },
+  });
+}
+
+/** Connection options every Kafka component shares. */
+export const kafkaConnectionShape = {
+  brokers: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Comma-separated bootstrap brokers (default: $KAFKA_BROKERS, else 127.0.0.1:9092).'),
+  client_id: z.string().min(1).optional().describe('Kafka client id (default: flotilla-<topology>).'),
+};
+
+/** A client for a component's connection options. */
+export function kafkaFor(
+  config: { brokers?: string | undefined; client_id?: string | undefined },
+  ctx: { topology: string; logger: Logger },
+): Kafka {
+  return createKafka({
+    brokers: parseBrokers(config.brokers ?? process.env.KAFKA_BROKERS ?? '127.0.0.1:9092'),
+    clientId: config.client_id ?? `flotilla-${ctx.topology}`,
+    logger: ctx.logger,
   });
 }

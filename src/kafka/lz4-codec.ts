@@ -1,4 +1,8 @@
-import { CompressionCodecs, CompressionTypes } from 'kafkajs';
+import kafkajs from 'kafkajs';
+
+// CompressionCodecs is not among the names Node's CommonJS interop exposes from kafkajs.
+const { CompressionCodecs, CompressionTypes } = kafkajs;
+
 import { compressFrame, decompressFrame } from 'lz4-napi';
 
 /**

@@ -1,5 +1,6 @@
 import type { DeadLetterWriter } from '../core/component.js';
 import type { DeadLetter } from '../core/record.js';
+import type { BatchProducer } from '../kafka/producer.js';
 import { type EmbeddedLog, embeddedLog } from '../sources/embedded-log.js';
 
 /** The headers every dead letter carries, whatever the transport. */
@@ -43,4 +44,24 @@ export class EmbeddedDeadLetters implements DeadLetterWriter {
   }
 
   async close(): Promise<void> {}
+}
+
+/** Dead letters to a Kafka topic; the partition waits until the broker acknowledges them. */
+export class KafkaDeadLetters implements DeadLetterWriter {
+  constructor(
+    readonly topic: string,
+    private readonly producer: BatchProducer,
+  ) {}
+
+  async write(letters: DeadLetter[]): Promise<void> {
+    await this.producer.ensureTopic(this.topic);
+    await this.producer.send(
+      this.topic,
+      letters.map((l) => ({ key: l.record.key, value: deadLetterValue(l), headers: deadLetterHeaders(l) })),
+    );
+  }
+
+  close(): Promise<void> {
+    return this.producer.close();
+  }
 }

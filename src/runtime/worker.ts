@@ -49,11 +49,13 @@ export async function buildParts(topology: LoadedTopology, logger: Logger): Prom
     baseDir: path.dirname(topology.file),
     logger,
   };
+  const source = await create<Source>(sourceKinds, config.source, ctx);
+  const deadLetterTopic = config.dead_letter?.topic ?? `${config.name}.dlq`;
   return {
-    source: await create<Source>(sourceKinds, config.source, ctx),
+    source,
     steps: await Promise.all(config.steps.map((s) => create<Step>(stepKinds, s, ctx))),
     sinks: await Promise.all(config.sinks.map((s) => create<Sink>(sinkKinds, s, ctx))),
-    deadLetters: new EmbeddedDeadLetters(config.dead_letter?.topic ?? `${config.name}.dlq`),
+    deadLetters: source.deadLetterWriter?.(deadLetterTopic) ?? new EmbeddedDeadLetters(deadLetterTopic),
   };
 }
 
@@ -65,7 +67,10 @@ export async function buildParts(topology: LoadedTopology, logger: Logger): Prom
  */
 export class Worker {
   private stopping = false;
+  private failure: Error | undefined;
   private readonly name: string;
+  /** Per partition: the step processing of its latest batch (see `handle`). */
+  private readonly stepChains = new Map<string, Promise<void>>();
 
   constructor(
     readonly topology: LoadedTopology,
@@ -82,6 +87,7 @@ export class Worker {
     } finally {
       await this.close();
     }
+    if (this.failure) throw this.failure;
   }
 
   /** Stops fetching; `run` resolves once in-flight batches are acknowledged and committed. */
@@ -90,9 +96,49 @@ export class Worker {
     await this.parts.source.stop();
   }
 
-  private async handle(batch: SourceBatch): Promise<void> {
+  /**
+   * A source may hand over a partition's next batch before the previous one is acknowledged:
+   * steps still see each partition's batches one at a time and in order (stateful steps rely
+   * on it), while sink writes of consecutive batches overlap.
+   */
+  private handle(batch: SourceBatch): Promise<void> {
+    const key = `${batch.topic}\u0000${batch.partition}`;
     const started = performance.now();
     const dead: DeadLetter[] = [];
+    const processed = (this.stepChains.get(key) ?? Promise.resolve()).then(() => this.runSteps(batch, dead));
+    const chain = processed.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.stepChains.set(key, chain);
+    void chain.then(() => {
+      if (this.stepChains.get(key) === chain) this.stepChains.delete(key);
+    });
+    processed.catch((err: unknown) => this.fail(err));
+    return processed.then(async (records) => {
+      await Promise.all(this.parts.sinks.map((sink) => this.writeToSink(sink, records, dead)));
+      // After the sinks: a row a database refuses for good is dead-lettered like a step's reject.
+      if (dead.length > 0) await this.writeDeadLetters(dead);
+      metrics.batchSeconds.observe(
+        { topology: this.name, partition: String(batch.partition) },
+        (performance.now() - started) / 1000,
+      );
+    });
+  }
+
+  /**
+   * A step that throws for a whole batch (rather than dead-lettering records) is a bug or an
+   * outage it cannot ride out: stop the topology, commit what was acknowledged, and let `run`
+   * reject, rather than skip the batch or retry a step that may have half-updated its state.
+   */
+  private fail(err: unknown): void {
+    if (this.stopping) return;
+    this.failure ??= err instanceof Error ? err : new Error(String(err));
+    this.logger.error({ err }, 'a step failed for a whole batch; stopping the topology');
+    void this.stop();
+  }
+
+  private async runSteps(batch: SourceBatch, dead: DeadLetter[]): Promise<FlotillaRecord[]> {
     let records: FlotillaRecord[] = batch.records;
     for (const step of this.parts.steps) {
       const before = dead.length;
@@ -112,13 +158,7 @@ export class Worker {
       metrics.recordsOut.inc(labels, records.length);
       if (dead.length > before) metrics.recordsFailed.inc(labels, dead.length - before);
     }
-    await Promise.all(this.parts.sinks.map((sink) => this.writeToSink(sink, records, dead)));
-    // After the sinks: a row a database refuses for good is dead-lettered like a step's reject.
-    if (dead.length > 0) await this.writeDeadLetters(dead);
-    metrics.batchSeconds.observe(
-      { topology: this.name, partition: String(batch.partition) },
-      (performance.now() - started) / 1000,
-    );
+    return records;
   }
 
   private async writeToSink(sink: Sink, records: FlotillaRecord[], dead: DeadLetter[]): Promise<void> {

@@ -1,5 +1,6 @@
 import { embeddedSource } from './embedded.js';
 import { generatorSource } from './generator.js';
+import { kafkaSource } from './kafka.js';
 
 /** Every source kind. A new source is one file plus its entry here. */
-export const sourceKinds = [embeddedSource, generatorSource] as const;
+export const sourceKinds = [kafkaSource, embeddedSource, generatorSource] as const;

@@ -1,0 +1,479 @@
+import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import { z } from 'zod';
+import type { BatchHandler, ComponentContext, ComponentDefinition, Source } from '../core/component.js';
+import { FlotillaError } from '../core/errors.js';
+import type { FlotillaRecord } from '../core/record.js';
+import { kafkaConnectionShape, kafkaFor } from '../kafka/client.js';
+import { BatchProducer, producerShape } from '../kafka/producer.js';
+import type { Logger } from '../observability/logger.js';
+import { metrics } from '../observability/metrics.js';
+import { KafkaDeadLetters } from '../runtime/dead-letter.js';
+
+const startSchema = z.union([
+  z.enum(['earliest', 'latest']),
+  z.iso.datetime({ offset: true }).describe('An ISO-8601 time: start at the first record at or after it.'),
+]);
+
+export const kafkaSourceSchema = z
+  .object({
+    kind: z.literal('kafka'),
+    ...kafkaConnectionShape,
+    topics: z.array(z.string().min(1)).min(1).optional().describe('Topics to consume.'),
+    pattern: z
+      .string()
+      .min(1)
+      .refine(
+        (p) => {
+          try {
+            new RegExp(p);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { message: 'not a valid regular expression' },
+      )
+      .optional()
+      .describe('A regular expression: consume every topic whose name matches (resolved at start).'),
+    start: startSchema
+      .default('earliest')
+      .describe('Where a group with no committed offsets starts: earliest, latest or an ISO time.'),
+    max_inflight_records: z
+      .number()
+      .int()
+      .min(1)
+      .default(20_000)
+      .describe('Records fetched but not yet acknowledged, at most; partitions pause above it.'),
+    max_inflight_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(64 * 1024 * 1024)
+      .describe('Bytes of records fetched but not yet acknowledged, at most.'),
+    concurrency: z
+      .number()
+      .int()
+      .min(1)
+      .max(256)
+      .default(4)
+      .describe('Partitions whose batches are handed over concurrently.'),
+    max_bytes_per_partition: z
+      .number()
+      .int()
+      .min(1024)
+      .default(1024 * 1024),
+    session_timeout_ms: z.number().int().min(1000).default(30_000),
+    heartbeat_interval_ms: z.number().int().min(100).default(3000),
+    commit_interval_ms: z
+      .number()
+      .int()
+      .min(0)
+      .default(1000)
+      .describe('Acknowledged offsets are committed this often (and always on drain and rebalance).'),
+    stall_timeout_ms: z
+      .number()
+      .int()
+      .min(1000)
+      .default(60_000)
+      .describe('No progress for this long while lag grows and no sink is retrying: restart the consumer.'),
+    dead_letter: z
+      .object(producerShape)
+      .strict()
+      .default({ compression: 'lz4', max_request_bytes: 512 * 1024 })
+      .describe('Producer options for the dead-letter topic.'),
+  })
+  .strict()
+  .refine((c) => (c.topics === undefined) !== (c.pattern === undefined), {
+    message: "give exactly one of 'topics' or 'pattern'",
+  })
+  .describe('Consumes Kafka topics in a consumer group, committing only acknowledged offsets.');
+
+export type KafkaSourceConfig = z.infer<typeof kafkaSourceSchema>;
+
+/** A batch handed to the handler and not yet acknowledged. */
+interface InFlight {
+  /** Offset to commit once this batch and every earlier one are acknowledged. */
+  next: number;
+  records: number;
+  bytes: number;
+  /** Acknowledged; a failed batch stays not done, so nothing after it is committed. */
+  done: boolean;
+}
+
+/** Per assigned partition: batches in flight in offset order and the offset safe to commit. */
+interface PartitionState {
+  topic: string;
+  partition: number;
+  inflight: InFlight[];
+  /** Next offset to consume after everything acknowledged (what a commit writes). */
+  acked: number | undefined;
+  committed: number | undefined;
+  highWatermark: number;
+  lastProgress: number;
+}
+
+const stateKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+
+function toRecord(topic: string, partition: number, m: KafkaMessage): FlotillaRecord {
+  const headers: Record<string, string> = {};
+  for (const k in m.headers) {
+    const v = m.headers[k];
+    if (v !== undefined) headers[k] = Array.isArray(v) ? String(v.at(-1)) : String(v);
+  }
+  return {
+    id: `${topic}/${partition}/${m.offset}`,
+    key: m.key === null ? null : m.key.toString('utf8'),
+    value: m.value,
+    timestamp: Number(m.timestamp),
+    headers,
+    source: { topic, partition, offset: m.offset },
+  };
+}
+
+/**
+ * A Kafka consumer-group source. Batches are handed to the handler without waiting for the
+ * previous one's acknowledgement (sinks overlap with fetching); what is in flight is bounded
+ * by records and bytes, and partitions pause above the bounds. Offsets are committed only up
+ * to the last batch whose every predecessor is acknowledged. Before a rebalance gives
+ * partitions up, and on stop, in-flight batches are drained and their offsets committed.
+ */
+export class KafkaSource implements Source {
+  readonly kind = 'kafka';
+  private consumer: Consumer | undefined;
+  private admin: Admin | undefined;
+  private handler: BatchHandler | undefined;
+  private readonly partitions = new Map<string, PartitionState>();
+  private readonly paused = new Set<string>();
+  private inflightRecords = 0;
+  private inflightBytes = 0;
+  private drainWaiters: (() => void)[] = [];
+  private stopping = false;
+  private joined = false;
+  private crashed: Error | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private finished: (() => void) | undefined;
+  private readonly kafka: Kafka;
+  private readonly log: Logger;
+
+  constructor(
+    readonly config: KafkaSourceConfig,
+    private readonly ctx: ComponentContext,
+  ) {
+    this.kafka = kafkaFor(config, ctx);
+    this.log = ctx.logger.child({ source: 'kafka' });
+  }
+
+  deadLetterWriter(topic: string): KafkaDeadLetters {
+    return new KafkaDeadLetters(topic, new BatchProducer(this.kafka, this.config.dead_letter));
+  }
+
+  ready(): boolean {
+    return this.joined && !this.stopping;
+  }
+
+  async run(handler: BatchHandler): Promise<void> {
+    this.handler = handler;
+    this.admin = this.kafka.admin();
+    await this.admin.connect();
+    const topics = await this.resolveTopics();
+    await this.seekToStartTime(topics);
+    const done = new Promise<void>((resolve) => {
+      this.finished = resolve;
+    });
+    await this.startConsumer(topics);
+    this.timers.push(
+      setInterval(() => void this.commitAcked(), Math.max(this.config.commit_interval_ms, 50)),
+      setInterval(() => void this.watch(topics), Math.min(5000, this.config.stall_timeout_ms / 2)),
+    );
+    await done;
+    if (this.crashed) throw this.crashed;
+  }
+
+  /** Stops fetching, drains in-flight batches, commits, leaves the group. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const consumer = this.consumer;
+    if (consumer) {
+      consumer.pause([...this.topicsAssigned()].map((topic) => ({ topic })));
+      await this.drain();
+      await this.commitAcked();
+      await consumer.disconnect();
+    }
+    for (const t of this.timers) clearInterval(t);
+    await this.admin?.disconnect();
+    this.finished?.();
+  }
+
+  private async resolveTopics(): Promise<string[]> {
+    const { topics, pattern } = this.config;
+    if (topics) return topics;
+    const re = new RegExp(pattern as string);
+    const matching = (await this.admin?.listTopics())?.filter((t) => re.test(t) && !t.startsWith('__')) ?? [];
+    if (matching.length === 0) {
+      throw new FlotillaError(`no topic matches the pattern /${pattern}/ (topics are resolved at start)`);
+    }
+    return matching;
+  }
+
+  /** For `start: <time>`: a group with no commits on a topic starts at that time's offsets. */
+  private async seekToStartTime(topics: string[]): Promise<void> {
+    const { start } = this.config;
+    if (start === 'earliest' || start === 'latest' || !this.admin) return;
+    const admin = this.admin;
+    const committed = await admin.fetchOffsets({ groupId: this.ctx.group, topics });
+    for (const { topic, partitions } of committed) {
+      if (partitions.some((p) => Number(p.offset) >= 0)) continue;
+      const offsets = await admin.fetchTopicOffsetsByTimestamp(topic, Date.parse(start));
+      await admin
+        .setOffsets({ groupId: this.ctx.group, topic, partitions: offsets })
+        // Another worker of the group joined first and set them.
+        .catch((err: Error) => this.log.debug({ err, topic }, 'start offsets already set by the group'));
+    }
+  }
+
+  private async startConsumer(topics: string[]): Promise<void> {
+    const c = this.config;
+    const consumer = this.kafka.consumer({
+      groupId: this.ctx.group,
+      sessionTimeout: c.session_timeout_ms,
+      heartbeatInterval: c.heartbeat_interval_ms,
+      rebalanceTimeout: Math.max(c.session_timeout_ms, 60_000),
+      maxBytesPerPartition: c.max_bytes_per_partition,
+      maxWaitTimeInMs: 500,
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => this.onAssignment(payload.memberAssignment));
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
+      metrics.consumerRestarts.inc({ topology: this.ctx.topology, reason: 'crash' });
+      this.log.error({ err: payload.error, restart: payload.restart }, 'consumer crashed');
+      if (!payload.restart) {
+        this.crashed = payload.error;
+        void this.stop();
+      }
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topics, fromBeginning: c.start !== 'latest' });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: c.concurrency,
+      eachBatch: (payload) => this.onBatch(payload),
+    });
+  }
+
+  /** Forgets revoked partitions: their in-flight batches finish but are never committed by us. */
+  private onAssignment(assignment: Record<string, number[]>): void {
+    this.joined = true;
+    const assigned = new Set<string>();
+    for (const [topic, parts] of Object.entries(assignment))
+      for (const p of parts) assigned.add(stateKey(topic, p));
+    for (const [key, state] of this.partitions) {
+      if (!assigned.has(key)) {
+        this.partitions.delete(key);
+        this.paused.delete(key);
+        metrics.consumerLag.remove({
+          topology: this.ctx.topology,
+          topic: state.topic,
+          partition: String(state.partition),
+        });
+      }
+    }
+    this.log.info({ assignment }, 'partitions assigned');
+  }
+
+  private partitionState(topic: string, partition: number): PartitionState {
+    const key = stateKey(topic, partition);
+    let s = this.partitions.get(key);
+    if (!s) {
+      s = {
+        topic,
+        partition,
+        inflight: [],
+        acked: undefined,
+        committed: undefined,
+        highWatermark: 0,
+        lastProgress: Date.now(),
+      };
+      this.partitions.set(key, s);
+    }
+    return s;
+  }
+
+  private async onBatch({
+    batch,
+    resolveOffset,
+    heartbeat,
+    isRunning,
+    isStale,
+  }: EachBatchPayload): Promise<void> {
+    if (this.stopping || !isRunning() || isStale() || batch.messages.length === 0) return;
+    const { topic, partition } = batch;
+    const state = this.partitionState(topic, partition);
+    state.highWatermark = Number(batch.highWatermark);
+    const records: FlotillaRecord[] = new Array(batch.messages.length);
+    let bytes = 0;
+    for (let i = 0; i < batch.messages.length; i++) {
+      const m = batch.messages[i] as KafkaMessage;
+      bytes += (m.value?.length ?? 0) + (m.key?.length ?? 0);
+      records[i] = toRecord(topic, partition, m);
+    }
+    const entry: InFlight = {
+      next: Number(batch.lastOffset()) + 1,
+      records: records.length,
+      bytes,
+      done: false,
+    };
+    state.inflight.push(entry);
+    this.adjustInflight(records.length, bytes);
+    const handled = (this.handler as BatchHandler)({ topic, partition, records });
+    handled.then(
+      () => this.settle(state, entry, true),
+      (err: unknown) => {
+        this.log.warn({ err, topic, partition }, 'batch not acknowledged; it will be re-delivered');
+        this.settle(state, entry, false);
+      },
+    );
+    // Resolving only moves KafkaJS's fetch position (autoCommit is off): commits are ours, on ack.
+    resolveOffset(batch.lastOffset());
+    if (this.overLimits()) this.pause(topic, partition);
+    try {
+      await heartbeat();
+    } catch (err) {
+      // A rebalance is starting: give up nothing in flight. Drain, commit, then let KafkaJS rejoin.
+      this.log.info('rebalance: draining in-flight batches before giving partitions up');
+      await this.drain();
+      await this.commitAcked();
+      throw err;
+    }
+  }
+
+  private settle(state: PartitionState, entry: InFlight, acknowledged: boolean): void {
+    entry.done = acknowledged;
+    this.adjustInflight(-entry.records, -entry.bytes);
+    while (state.inflight[0]?.done) {
+      state.acked = (state.inflight.shift() as InFlight).next;
+      state.lastProgress = Date.now();
+    }
+    if (!this.overLimits(0.5)) this.resumeAll();
+    if (this.inflightRecords === 0) for (const w of this.drainWaiters.splice(0)) w();
+  }
+
+  private adjustInflight(records: number, bytes: number): void {
+    this.inflightRecords += records;
+    this.inflightBytes += bytes;
+    metrics.inflightRecords.set({ topology: this.ctx.topology }, this.inflightRecords);
+    metrics.inflightBytes.set({ topology: this.ctx.topology }, this.inflightBytes);
+  }
+
+  private overLimits(fraction = 1): boolean {
+    return (
+      this.inflightRecords >= this.config.max_inflight_records * fraction ||
+      this.inflightBytes >= this.config.max_inflight_bytes * fraction
+    );
+  }
+
+  private pause(topic: string, partition: number): void {
+    this.consumer?.pause([{ topic, partitions: [partition] }]);
+    this.paused.add(stateKey(topic, partition));
+    metrics.pausedPartitions.set({ topology: this.ctx.topology }, this.paused.size);
+  }
+
+  private resumeAll(): void {
+    if (this.paused.size === 0 || this.stopping) return;
+    const byTopic = new Map<string, number[]>();
+    for (const key of this.paused) {
+      const s = this.partitions.get(key);
+      if (!s) continue;
+      byTopic.set(s.topic, [...(byTopic.get(s.topic) ?? []), s.partition]);
+    }
+    this.consumer?.resume([...byTopic].map(([topic, partitions]) => ({ topic, partitions })));
+    this.paused.clear();
+    metrics.pausedPartitions.set({ topology: this.ctx.topology }, 0);
+  }
+
+  private drain(): Promise<void> {
+    if (this.inflightRecords === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private *topicsAssigned(): Iterable<string> {
+    yield* new Set([...this.partitions.values()].map((s) => s.topic));
+  }
+
+  /** Commits every partition's acknowledged offset that moved since the last commit. */
+  private async commitAcked(): Promise<void> {
+    const consumer = this.consumer;
+    if (!consumer) return;
+    const due = [...this.partitions.values()].filter((s) => s.acked !== undefined && s.acked !== s.committed);
+    if (due.length === 0) return;
+    const end = metrics.commitSeconds.startTimer({ topology: this.ctx.topology });
+    try {
+      await consumer.commitOffsets(
+        due.map((s) => ({ topic: s.topic, partition: s.partition, offset: String(s.acked) })),
+      );
+      for (const s of due) s.committed = s.acked;
+      end();
+    } catch (err) {
+      // During a rebalance the coordinator refuses commits; the next one (or the drain) retries.
+      this.log.debug({ err }, 'commit deferred');
+    }
+  }
+
+  /** Lag per partition, and the stall watchdog: no progress while lag grows and nothing in flight. */
+  private async watch(topics: string[]): Promise<void> {
+    if (this.stopping || !this.admin) return;
+    try {
+      for (const topic of topics) {
+        for (const o of await this.admin.fetchTopicOffsets(topic)) {
+          const s = this.partitions.get(stateKey(topic, o.partition));
+          if (!s) continue;
+          s.highWatermark = Number(o.high);
+          const lag = s.highWatermark - (s.acked ?? s.highWatermark);
+          metrics.consumerLag.set(
+            { topology: this.ctx.topology, topic, partition: String(o.partition) },
+            Math.max(0, lag),
+          );
+        }
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'cannot read topic offsets for lag');
+      return;
+    }
+    const now = Date.now();
+    const stalled = [...this.partitions.values()].filter(
+      (s) =>
+        s.inflight.length === 0 &&
+        s.acked !== undefined &&
+        s.highWatermark > s.acked &&
+        !this.paused.has(stateKey(s.topic, s.partition)) &&
+        now - s.lastProgress > this.config.stall_timeout_ms,
+    );
+    if (stalled.length > 0) await this.restart(topics, stalled);
+  }
+
+  private async restart(topics: string[], stalled: PartitionState[]): Promise<void> {
+    metrics.consumerRestarts.inc({ topology: this.ctx.topology, reason: 'stall' });
+    this.log.error(
+      {
+        partitions: stalled.map((s) => `${s.topic}/${s.partition}`),
+        lag: stalled.map((s) => s.highWatermark),
+      },
+      'consumer stalled (no progress while lag grows); restarting it',
+    );
+    const old = this.consumer;
+    await this.drain();
+    await this.commitAcked();
+    for (const s of stalled) s.lastProgress = Date.now();
+    this.joined = false;
+    await old?.disconnect();
+    if (!this.stopping) await this.startConsumer(topics);
+  }
+}
+
+export const kafkaSource: ComponentDefinition<typeof kafkaSourceSchema, Source> = {
+  kind: 'kafka',
+  description: kafkaSourceSchema.description ?? '',
+  schema: kafkaSourceSchema,
+  create: (config, ctx) => new KafkaSource(config, ctx),
+};

@@ -1,0 +1,148 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Admin, IHeaders, Kafka, Message } from 'kafkajs';
+import { createKafka, parseBrokers } from '../../src/kafka/client.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { repoRoot, serviceUrl } from './services.js';
+import { waitFor } from './wait.js';
+
+export const brokers = () => serviceUrl('KAFKA_BROKERS');
+
+export function testKafka(): Kafka {
+  return createKafka({
+    brokers: parseBrokers(brokers()),
+    clientId: 'flotilla-it',
+    logger: createLogger({}).child({}, { level: 'error' }),
+  });
+}
+
+/** A name unique to this test run. */
+export const unique = (prefix: string) => `${prefix}-${process.pid}-${Date.now().toString(36)}`;
+
+export async function createTopic(admin: Admin, topic: string, numPartitions: number): Promise<void> {
+  await admin.createTopics({ topics: [{ topic, numPartitions }], waitForLeaders: true });
+}
+
+/** Produces messages in batches of `batch` (acks from all replicas). */
+export async function produce(kafka: Kafka, topic: string, messages: Message[], batch = 5000): Promise<void> {
+  const producer = kafka.producer();
+  await producer.connect();
+  try {
+    for (let i = 0; i < messages.length; i += batch) {
+      await producer.send({ topic, messages: messages.slice(i, i + batch), acks: -1 });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+export interface ConsumedMessage {
+  partition: number;
+  offset: string;
+  key: string | null;
+  value: string;
+  headers: Record<string, string>;
+}
+
+/** Reads a topic from the beginning up to its current end offsets (no consumer group). */
+export async function readTopic(kafka: Kafka, admin: Admin, topic: string): Promise<ConsumedMessage[]> {
+  const ends = await admin.fetchTopicOffsets(topic);
+  const wanted = new Map(ends.map((e) => [e.partition, Number(e.high)]));
+  const remaining = new Map([...wanted].filter(([, high]) => high > 0));
+  const out: ConsumedMessage[] = [];
+  if (remaining.size === 0) return out;
+  const consumer = kafka.consumer({ groupId: unique('reader'), maxWaitTimeInMs: 100 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  const done = new Promise<void>((resolve) => {
+    void consumer.run({
+      eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) {
+          const high = wanted.get(batch.partition) ?? 0;
+          if (Number(m.offset) >= high) continue;
+          out.push({
+            partition: batch.partition,
+            offset: m.offset,
+            key: m.key?.toString() ?? null,
+            value: m.value?.toString() ?? '',
+            headers: headersOf(m.headers),
+          });
+          if (Number(m.offset) === high - 1) remaining.delete(batch.partition);
+        }
+        if (remaining.size === 0) resolve();
+      },
+    });
+  });
+  try {
+    await done;
+  } finally {
+    await consumer.disconnect();
+  }
+  return out;
+}
+
+function headersOf(h: IHeaders | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h ?? {})) if (v !== undefined) out[k] = String(v);
+  return out;
+}
+
+/** Committed offsets of a group on a topic, by partition. */
+export async function committedOffsets(
+  admin: Admin,
+  groupId: string,
+  topic: string,
+): Promise<Map<number, number>> {
+  const [res] = await admin.fetchOffsets({ groupId, topics: [topic] });
+  return new Map((res?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+}
+
+/** Writes a topology file into a fresh temp folder and returns its path. */
+export function writeTopology(yaml: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'flotilla-it-'));
+  const file = path.join(dir, 'topology.yaml');
+  writeFileSync(file, yaml);
+  return file;
+}
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  /** Resolves with the exit code (or the signal that ended it). */
+  exited: Promise<number | NodeJS.Signals>;
+  logs(): string;
+}
+
+/** Runs `flotilla run FILE` from the TypeScript sources in a child process. */
+export function spawnWorker(file: string, env: Record<string, string> = {}): WorkerProcess {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'run', file],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, KAFKA_BROKERS: brokers(), FLOTILLA_LOG_FORMAT: 'json', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let logs = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    logs += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    logs += d.toString();
+  });
+  const exited = new Promise<number | NodeJS.Signals>((resolve) =>
+    child.on('exit', (code, signal) => resolve(signal ?? code ?? 0)),
+  );
+  return { child, exited, logs: () => logs };
+}
+
+/** Waits until a worker logs that it joined its group and was given partitions. */
+export async function waitForAssignment(worker: WorkerProcess, timeoutMs = 60_000): Promise<void> {
+  await waitFor(
+    'the worker to be assigned partitions',
+    () => worker.logs().includes('partitions assigned'),
+    timeoutMs,
+  );
+}
