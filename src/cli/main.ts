@@ -5,6 +5,7 @@ import { demo } from './demo.js';
 import { graph } from './graph.js';
 import { run } from './run.js';
 import { schema } from './schema.js';
+import { test } from './test.js';
 import { validate } from './validate.js';
 
 export interface Command {
@@ -16,7 +17,7 @@ export interface Command {
   run(args: { positionals: string[]; values: Record<string, unknown> }): Promise<number>;
 }
 
-const commands: Record<string, Command> = { validate, graph, run, demo, schema };
+const commands: Record<string, Command> = { validate, graph, run, demo, schema, test };
 
 function help(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
