@@ -3,6 +3,7 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ConfigError, FlotillaError } from '../core/errors.js';
 import { demo } from './demo.js';
 import { graph } from './graph.js';
+import { produce } from './produce.js';
 import { run } from './run.js';
 import { schema } from './schema.js';
 import { test } from './test.js';
@@ -17,7 +18,7 @@ export interface Command {
   run(args: { positionals: string[]; values: Record<string, unknown> }): Promise<number>;
 }
 
-const commands: Record<string, Command> = { validate, graph, run, demo, schema, test };
+const commands: Record<string, Command> = { validate, graph, run, demo, schema, produce, test };
 
 function help(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));

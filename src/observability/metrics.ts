@@ -61,7 +61,7 @@ export const metrics = {
   }),
   consumerLag: new Gauge({
     name: 'flotilla_consumer_lag',
-    help: 'Records in the partition after the last committed offset (high watermark - committed).',
+    help: 'Records in the partition past the acknowledged (next committed) offset: high watermark - acked.',
     labelNames: ['topology', 'topic', 'partition'] as const,
     registers: [registry],
   }),
@@ -92,7 +92,7 @@ export const metrics = {
   }),
   consumerRestarts: new Counter({
     name: 'flotilla_consumer_restarts_total',
-    help: 'Consumer restarts, e.g. after a stall (no progress while lag grows) or a crash.',
+    help: 'Consumer restarts; reason stall (no progress while lag grows) or crash.',
     labelNames: ['topology', 'reason'] as const,
     registers: [registry],
   }),
