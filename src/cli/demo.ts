@@ -13,6 +13,6 @@ export const demo: Command = {
   summary: 'run the example topology on the embedded log (no services needed)',
   usage: `Usage: flotilla demo\n\nRuns ${path.relative(process.cwd(), demoTopology)}: generated system metrics through the embedded log, printed as JSON lines.`,
   async run() {
-    return runTopologies([demoTopology]);
+    return runTopologies([demoTopology], { port: 'off' });
   },
 };

@@ -9,10 +9,16 @@ import type { Logger } from '../observability/logger.js';
 import { metrics } from '../observability/metrics.js';
 import { KafkaDeadLetters } from '../runtime/dead-letter.js';
 
-const startSchema = z.union([
-  z.enum(['earliest', 'latest']),
-  z.iso.datetime({ offset: true }).describe('An ISO-8601 time: start at the first record at or after it.'),
-]);
+const startSchema = z
+  .string()
+  .refine(
+    (v) =>
+      v === 'earliest' || v === 'latest' || (/^\d{4}-\d\d-\d\dT/.test(v) && !Number.isNaN(Date.parse(v))),
+    {
+      error: (issue) =>
+        `expected 'earliest', 'latest' or an ISO-8601 time such as 2026-01-01T00:00:00Z, found '${String(issue.input)}'`,
+    },
+  );
 
 export const kafkaSourceSchema = z
   .object({

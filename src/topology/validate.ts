@@ -169,9 +169,23 @@ function problemMessage(
       };
     }
     case 'too_small':
-      if (issue.origin === 'string' && issue.minimum === 1)
+    case 'too_big': {
+      if (issue.code === 'too_small' && issue.origin === 'string' && issue.minimum === 1)
         return { message: `expected a non-empty string, found ''` };
-      return { message: issue.message };
+      // A custom message (e.g. 'at least one sink') says it best; zod's default ones start so.
+      if (!/^Too (small|big)/.test(issue.message)) return { message: issue.message };
+      const small = issue.code === 'too_small';
+      const bound = small ? issue.minimum : issue.maximum;
+      const op = `${small ? '>' : '<'}${issue.inclusive === false ? '' : '='}`;
+      if (issue.origin === 'number' || issue.origin === 'int' || issue.origin === 'bigint')
+        return { message: `expected a number ${op} ${String(bound)}, found ${describe(found)}` };
+      const unit = issue.origin === 'string' ? 'characters' : 'items';
+      return { message: `expected ${small ? 'at least' : 'at most'} ${String(bound)} ${unit}` };
+    }
+    case 'invalid_format':
+      return {
+        message: `expected ${issue.format === 'datetime' ? 'an ISO-8601 time such as 2026-01-01T00:00:00Z' : `a ${issue.format}`}, found ${describe(found)}`,
+      };
     default:
       return { message: issue.message };
   }

@@ -1,0 +1,249 @@
+import type { Admin, Kafka } from 'kafkajs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  committedOffsets,
+  createTopic,
+  produce,
+  readTopic,
+  spawnWorker,
+  testKafka,
+  unique,
+  type WorkerProcess,
+  waitForAssignment,
+  writeTopology,
+} from '../support/kafka.js';
+import { connectOrExplain } from '../support/services.js';
+import { waitFor } from '../support/wait.js';
+
+/**
+ * The delivery contract on a real broker, with workers as child processes (`flotilla run`):
+ * at-least-once input, commits only after sinks acknowledge, drain on stop and rebalance.
+ */
+describe('the worker on Kafka', () => {
+  let kafka: Kafka;
+  let admin: Admin;
+  const workers: WorkerProcess[] = [];
+
+  beforeAll(async () => {
+    kafka = testKafka();
+    admin = await connectOrExplain('KAFKA_BROKERS', async () => {
+      const a = kafka.admin();
+      await a.connect();
+      await a.listTopics();
+      return a;
+    });
+  });
+
+  afterEach(async () => {
+    for (const w of workers.splice(0)) {
+      if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
+      await w.exited;
+    }
+  });
+
+  afterAll(async () => {
+    await admin?.disconnect();
+  });
+
+  /** A decode → kafka topology on fresh topics; records are {n} JSON, `poison` of them not JSON. */
+  async function setup(name: string, partitions: number) {
+    const input = unique(`${name}-in`);
+    const output = unique(`${name}-out`);
+    const group = unique(`${name}-group`);
+    await createTopic(admin, input, partitions);
+    await createTopic(admin, output, 3);
+    const file = writeTopology(`name: ${name}
+group: ${group}
+source:
+  kind: kafka
+  topics: [${input}]
+  commit_interval_ms: 200
+  heartbeat_interval_ms: 500
+  session_timeout_ms: 10000
+steps:
+  - { kind: decode, format: json }
+  - { kind: map, value: "{ n: value.n, doubled: value.n * 2 }" }
+sinks:
+  - { kind: kafka, topic: ${output} }
+dead_letter: { topic: ${output}.dlq }
+`);
+    const start = (env: Record<string, string> = {}) => {
+      const w = spawnWorker(file, { FLOTILLA_HTTP_PORT: 'off', ...env });
+      workers.push(w);
+      return w;
+    };
+    const send = (from: number, count: number, isPoison: (n: number) => boolean = () => false) =>
+      produce(
+        kafka,
+        input,
+        Array.from({ length: count }, (_, i) => {
+          const n = from + i;
+          return { key: `k${n % 97}`, value: isPoison(n) ? `{"n": ${n}, broken` : JSON.stringify({ n }) };
+        }),
+      );
+    /** Produces `total` records in batches of 1000 every 50 ms, so a worker is mid-stream for seconds. */
+    const sendSlowly = async (total: number) => {
+      for (let i = 0; i < total; i += 1000) {
+        await send(i, Math.min(1000, total - i));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const outputCount = async () =>
+      (await admin.fetchTopicOffsets(output)).reduce((sum, p) => sum + Number(p.high), 0);
+    /** Output values by n, and how many times each n was written. */
+    const readOutput = async () => {
+      const counts = new Map<number, number>();
+      for (const m of await readTopic(kafka, admin, output)) {
+        const v = JSON.parse(m.value) as { n: number; doubled: number };
+        expect(v.doubled).toBe(v.n * 2);
+        counts.set(v.n, (counts.get(v.n) ?? 0) + 1);
+      }
+      return counts;
+    };
+    const committedTotal = async () =>
+      [...(await committedOffsets(admin, group, input)).values()].reduce((a, o) => a + Math.max(0, o), 0);
+    return { input, output, group, start, send, sendSlowly, outputCount, readOutput, committedTotal };
+  }
+
+  const duplicatesOf = (counts: Map<number, number>) =>
+    [...counts.values()].reduce((sum, c) => sum + c - 1, 0);
+
+  it('(a) moves 100k records to a sink topic with none lost and none duplicated', async () => {
+    const t = await setup('clean', 4);
+    const N = 100_000;
+    await t.send(0, N);
+    const w = t.start();
+    await waitFor('all 100k records in the output topic', async () => (await t.outputCount()) >= N, 120_000);
+    w.child.kill('SIGTERM');
+    expect(await w.exited).toBe(0);
+
+    const counts = await t.readOutput();
+    expect(counts.size).toBe(N);
+    expect(duplicatesOf(counts)).toBe(0);
+    for (let n = 0; n < N; n++) expect(counts.has(n)).toBe(true);
+    expect(await t.committedTotal()).toBe(N);
+  });
+
+  it('(b) after a SIGKILL mid-stream and a restart, every record is out at least once; duplicates bounded by the uncommitted', async () => {
+    const t = await setup('killed', 4);
+    const N = 60_000;
+    const first = t.start();
+    await waitForAssignment(first);
+    const producing = t.sendSlowly(N);
+    await waitFor('some output before the kill', async () => (await t.outputCount()) >= 10_000, 60_000);
+    first.child.kill('SIGKILL');
+    expect(await first.exited).toBe('SIGKILL');
+    const writtenAtKill = await t.outputCount();
+    const committedAtKill = await t.committedTotal();
+    await producing;
+    expect(writtenAtKill).toBeLessThan(N);
+
+    const second = t.start();
+    await waitForAssignment(second);
+    await waitFor('the restarted worker to finish', async () => (await t.committedTotal()) >= N, 120_000);
+    second.child.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+
+    const counts = await t.readOutput();
+    for (let n = 0; n < N; n++) expect(counts.has(n), `record ${n} lost`).toBe(true);
+    // Only records written but not yet committed when the worker died can come out twice.
+    expect(duplicatesOf(counts)).toBeLessThanOrEqual(writtenAtKill - committedAtKill);
+  });
+
+  it('(c) poison records go to the dead-letter topic with their coordinates while the rest flows', async () => {
+    const t = await setup('poison', 3);
+    const N = 5_000;
+    const isPoison = (n: number) => n % 250 === 3;
+    await t.send(0, N, isPoison);
+    const w = t.start();
+    await waitFor('the input committed', async () => (await t.committedTotal()) >= N, 60_000);
+    w.child.kill('SIGTERM');
+    expect(await w.exited).toBe(0);
+
+    const poisoned = Array.from({ length: N }, (_, n) => n).filter(isPoison);
+    const counts = await t.readOutput();
+    expect(counts.size).toBe(N - poisoned.length);
+    const dead = await readTopic(kafka, admin, `${t.output}.dlq`);
+    expect(dead.map((d) => d.value).sort()).toEqual(poisoned.map((n) => `{"n": ${n}, broken`).sort());
+    const inputs = new Map<string, string>();
+    for (const m of await readTopic(kafka, admin, t.input)) inputs.set(`${m.partition}/${m.offset}`, m.value);
+    for (const d of dead) {
+      const h = d.headers;
+      expect(h['flotilla.reason']).toBe('decode');
+      expect(h['flotilla.step']).toBe('decode');
+      expect(h['flotilla.error']).toMatch(/JSON/);
+      expect(h['flotilla.source.topic']).toBe(t.input);
+      // The coordinates point at the very record that failed.
+      expect(inputs.get(`${h['flotilla.source.partition']}/${h['flotilla.source.offset']}`)).toBe(d.value);
+      expect(Date.parse(h['flotilla.time'] ?? '')).toBeGreaterThan(Date.now() - 600_000);
+    }
+  });
+
+  it('(d) two workers share the partitions; when one leaves, the other takes over with no loss', async () => {
+    const t = await setup('pair', 6);
+    const a = t.start();
+    const b = t.start();
+    await Promise.all([waitForAssignment(a), waitForAssignment(b)]);
+    await waitFor(
+      'both workers to hold some partitions',
+      () => ownedBy(a).size > 0 && ownedBy(b).size > 0 && ownedBy(a).size + ownedBy(b).size === 6,
+      60_000,
+    );
+    expect([...ownedBy(a)].some((p) => ownedBy(b).has(p))).toBe(false);
+
+    // Keep records flowing while worker a leaves the group.
+    const N = 40_000;
+    const producing = (async () => {
+      for (let i = 0; i < 40; i++) {
+        await t.send(i * 1000, 1000);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    await waitFor('records flowing', async () => (await t.outputCount()) >= 5_000, 60_000);
+    a.child.kill('SIGTERM');
+    expect(await a.exited).toBe(0);
+    await producing;
+    await waitFor('worker b to take over every partition', () => ownedBy(b).size === 6, 60_000);
+    await waitFor('everything committed', async () => (await t.committedTotal()) >= N, 120_000);
+
+    const counts = await t.readOutput();
+    for (let n = 0; n < N; n++) expect(counts.has(n), `record ${n} lost`).toBe(true);
+  });
+
+  it('(e) SIGTERM drains and commits: a restart re-delivers nothing that was acknowledged', async () => {
+    const t = await setup('drain', 4);
+    const N = 60_000;
+    const first = t.start();
+    await waitForAssignment(first);
+    const producing = t.sendSlowly(N);
+    await waitFor('some output', async () => (await t.outputCount()) >= 10_000, 60_000);
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+    // Everything the stopped worker wrote is committed.
+    const written = await t.outputCount();
+    expect(written).toBeLessThan(N);
+    expect(await t.committedTotal()).toBe(written);
+    await producing;
+
+    const second = t.start();
+    await waitForAssignment(second);
+    await waitFor('the rest', async () => (await t.committedTotal()) >= N, 120_000);
+    second.child.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+    const counts = await t.readOutput();
+    expect(counts.size).toBe(N);
+    expect(duplicatesOf(counts)).toBe(0);
+  });
+});
+
+/** Partitions a worker holds now, from its latest 'partitions assigned' log line. */
+function ownedBy(w: WorkerProcess): Set<number> {
+  const lines = w
+    .logs()
+    .split('\n')
+    .filter((l) => l.includes('partitions assigned'));
+  const last = lines.at(-1);
+  if (!last) return new Set();
+  const { assignment } = JSON.parse(last) as { assignment: Record<string, number[]> };
+  return new Set(Object.values(assignment).flat());
+}
