@@ -2,6 +2,13 @@ import { codeStep } from './code.js';
 import { decodeStep } from './decode.js';
 import { filterStep } from './filter.js';
 import { mapStep } from './map.js';
+import { qualityStep } from './quality/index.js';
 
 /** Every step kind. A new step is one file plus its entry here. */
-export const stepKinds = [decodeStep, filterStep, mapStep, codeStep] as const;
+export const stepKinds = [
+  decodeStep,
+  filterStep,
+  mapStep,
+  codeStep,
+  qualityStep,
+] as const;
