@@ -1,3 +1,4 @@
+import { anomalyStep } from './anomaly/index.js';
 import { codeStep } from './code.js';
 import { decodeStep } from './decode.js';
 import { filterStep } from './filter.js';
@@ -11,4 +12,5 @@ export const stepKinds = [
   mapStep,
   codeStep,
   qualityStep,
+  anomalyStep,
 ] as const;
