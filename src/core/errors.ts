@@ -43,3 +43,34 @@ export class RecordError extends FlotillaError {
     super(message, options);
   }
 }
+
+/**
+ * A component config that validates but cannot be used when the component is created (a module
+ * that does not load, an unreadable schema file, no registry URL). `key` is the option at fault,
+ * so whoever builds the topology can name its YAML path, e.g. `steps[2].module`.
+ */
+export class ComponentConfigError extends FlotillaError {
+  constructor(
+    readonly key: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * An outage the operation can ride out by waiting (a service unreachable). A step that throws
+ * it must not have changed its records or its state: the worker runs it again after a backoff.
+ */
+export class TransientError extends FlotillaError {
+  readonly transient = true;
+}
+
+/**
+ * By brand, not only by class: a code step's module may be loaded in its own module graph
+ * (tsx), with its own copy of TransientError.
+ */
+export function isTransient(err: unknown): boolean {
+  return err instanceof TransientError || (err as { transient?: unknown } | null)?.transient === true;
+}

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
-import { FlotillaError, RecordError } from '../core/errors.js';
+import { FlotillaError, RecordError, TransientError } from '../core/errors.js';
 
 /**
  * Avro values in the Confluent wire format (magic byte 0, the writer schema's registry id as
@@ -18,7 +18,8 @@ const UNKNOWN_ID_TTL_MS = 30_000;
 const MAX_UNKNOWN_IDS = 1024;
 
 /** The registry could not be asked (down, timeout, 5xx): retriable, never a reason to dead-letter. */
-export class SchemaRegistryError extends FlotillaError {}
+/** The registry cannot answer: the batch waits and retries (see TransientError). */
+export class SchemaRegistryError extends TransientError {}
 
 /** A value that does not fit its Avro schema; `paths` name the offending fields. */
 export class AvroEncodeError extends FlotillaError {

@@ -3,7 +3,14 @@ import { ConfigError } from '../core/errors.js';
 import type { Readiness } from '../observability/http.js';
 import type { Logger } from '../observability/logger.js';
 import { type LoadedTopology, loadTopology } from '../topology/load.js';
-import { buildParts, Worker } from './worker.js';
+import { buildParts, Worker, type WorkerParts } from './worker.js';
+
+/** A validated topology with its components built, not yet running. */
+interface Prepared {
+  topology: LoadedTopology;
+  logger: Logger;
+  parts: WorkerParts;
+}
 
 /** One topology file of the process and the worker currently running it. */
 interface Slot {
@@ -22,6 +29,7 @@ interface Slot {
 export class Fleet {
   private readonly slots: Slot[] = [];
   private stopping = false;
+  private reloading: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly logger: Logger,
@@ -35,7 +43,10 @@ export class Fleet {
       text: readFileSync(file, 'utf8'),
       topology: loadTopology(file),
     }));
-    for (const l of loaded) this.slots.push(await this.launch(l.file, l.text, l.topology));
+    // Every topology is built before any starts: one broken file starts nothing.
+    const prepared = await Promise.all(loaded.map((l) => this.prepare(l.topology)));
+    for (const [i, l] of loaded.entries())
+      this.slots.push(this.launch(l.file, l.text, prepared[i] as Prepared));
   }
 
   /** Resolves when every worker has ended (stopped, or its bounded source ran out); rejects on a failure. */
@@ -43,6 +54,7 @@ export class Fleet {
     for (;;) {
       const pending = this.slots.map((s) => s.running);
       await Promise.all(pending);
+      await this.reloading;
       // A reload may have replaced workers while we waited.
       if (this.slots.every((s, i) => s.running === pending[i])) return;
     }
@@ -54,15 +66,24 @@ export class Fleet {
   }
 
   /** Re-reads every file; restarts the workers of the ones that changed and still validate. */
-  async reload(): Promise<void> {
+  reload(): Promise<void> {
+    // One reload at a time; `done` waits for it, as it swaps workers.
+    this.reloading = this.reloading.then(() =>
+      this.reloadChanged().catch((err: unknown) => this.logger.error({ err }, 'reload failed')),
+    );
+    return this.reloading;
+  }
+
+  private async reloadChanged(): Promise<void> {
     if (this.stopping) return;
     for (const [i, slot] of this.slots.entries()) {
       let text: string;
-      let topology: LoadedTopology;
+      let next: Prepared;
       try {
         text = readFileSync(slot.file, 'utf8');
         if (text === slot.text) continue;
-        topology = loadTopology(slot.file);
+        // Validated and built (modules loaded, schemas read) before the old version stops.
+        next = await this.prepare(loadTopology(slot.file));
       } catch (err) {
         const message = err instanceof ConfigError ? err.message : String(err);
         this.logger.error(
@@ -75,15 +96,21 @@ export class Fleet {
       await slot.worker.stop();
       await slot.running.catch(() => undefined);
       slot.unregister();
-      this.slots[i] = await this.launch(slot.file, text, topology);
-      this.logger.info({ file: slot.file, topology: topology.config.name }, 'reload: new version running');
+      this.slots[i] = this.launch(slot.file, text, next);
+      this.logger.info(
+        { file: slot.file, topology: next.topology.config.name },
+        'reload: new version running',
+      );
     }
   }
 
-  private async launch(file: string, text: string, topology: LoadedTopology): Promise<Slot> {
+  private async prepare(topology: LoadedTopology): Promise<Prepared> {
+    const logger = this.logger.child({ topology: topology.config.name });
+    return { topology, logger, parts: await buildParts(topology, logger) };
+  }
+
+  private launch(file: string, text: string, { topology, logger, parts }: Prepared): Slot {
     const name = topology.config.name;
-    const logger = this.logger.child({ topology: name });
-    const parts = await buildParts(topology, logger);
     const worker = new Worker(topology, parts, logger);
     const removers = [
       this.readiness?.register(`${name}/source`, () => parts.source.ready?.() ?? true),
@@ -91,12 +118,11 @@ export class Fleet {
         this.readiness?.register(`${name}/sink/${sink.name}`, () => sink.healthy?.() ?? true),
       ),
     ];
-    const running = worker.run();
     return {
       file,
       text,
       worker,
-      running,
+      running: worker.run(),
       unregister: () => {
         for (const remove of removers) remove?.();
       },

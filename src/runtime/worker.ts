@@ -7,7 +7,7 @@ import type {
   SourceBatch,
   Step,
 } from '../core/component.js';
-import { FlotillaError } from '../core/errors.js';
+import { ComponentConfigError, ConfigError, FlotillaError, isTransient } from '../core/errors.js';
 import type { DeadLetter, FlotillaRecord } from '../core/record.js';
 import type { Logger } from '../observability/logger.js';
 import { metrics } from '../observability/metrics.js';
@@ -49,12 +49,37 @@ export async function buildParts(topology: LoadedTopology, logger: Logger): Prom
     baseDir: path.dirname(topology.file),
     logger,
   };
-  const source = await create<Source>(sourceKinds, config.source, ctx);
+  // A config that validated but cannot be used (a module that does not load...) is reported
+  // like a validation problem: file, line and YAML path.
+  const at = async <T>(path: (string | number)[], make: () => Promise<T>): Promise<T> => {
+    try {
+      return await make();
+    } catch (err) {
+      if (!(err instanceof ComponentConfigError)) throw err;
+      const where = path
+        .map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`))
+        .join('')
+        .slice(1);
+      throw new ConfigError([
+        {
+          file: topology.file,
+          ...topology.locate(path, err.key),
+          path: `${where}.${err.key}`,
+          message: err.message,
+        },
+      ]);
+    }
+  };
+  const source = await at(['source'], () => create<Source>(sourceKinds, config.source, ctx));
   const deadLetterTopic = config.dead_letter?.topic ?? `${config.name}.dlq`;
   return {
     source,
-    steps: await Promise.all(config.steps.map((s) => create<Step>(stepKinds, s, ctx))),
-    sinks: await Promise.all(config.sinks.map((s) => create<Sink>(sinkKinds, s, ctx))),
+    steps: await Promise.all(
+      config.steps.map((s, i) => at(['steps', i], () => create<Step>(stepKinds, s, ctx))),
+    ),
+    sinks: await Promise.all(
+      config.sinks.map((s, i) => at(['sinks', i], () => create<Sink>(sinkKinds, s, ctx))),
+    ),
     deadLetters: source.deadLetterWriter?.(deadLetterTopic) ?? new EmbeddedDeadLetters(deadLetterTopic),
   };
 }
@@ -144,17 +169,30 @@ export class Worker {
       const before = dead.length;
       const labels = { topology: this.name, step: step.name };
       metrics.recordsIn.inc(labels, records.length);
-      records = await step.process(records, {
-        topic: batch.topic,
-        partition: batch.partition,
-        deadLetter: (record, reason, error) =>
-          dead.push({
-            record,
-            step: step.name,
-            reason,
-            error: errorText(error),
-          }),
-      });
+      const input = records;
+      let rejected: DeadLetter[] = [];
+      records = await retryUntilStopped(
+        () => {
+          rejected = [];
+          return Promise.resolve(
+            step.process(input, {
+              topic: batch.topic,
+              partition: batch.partition,
+              deadLetter: (record, reason, error) =>
+                rejected.push({ record, step: step.name, reason, error: errorText(error) }),
+            }),
+          );
+        },
+        () => this.stopping,
+        (err, attempt) => {
+          if (!isTransient(err)) throw err;
+          this.logger.warn(
+            { step: step.name, attempt, err },
+            'step waiting on an outage; retrying the batch',
+          );
+        },
+      );
+      dead.push(...rejected);
       metrics.recordsOut.inc(labels, records.length);
       if (dead.length > before) metrics.recordsFailed.inc(labels, dead.length - before);
     }

@@ -5,9 +5,8 @@ import { tsImport } from 'tsx/esm/api';
 import { z } from 'zod';
 import type { Transform, TransformContext } from '../api.js';
 import type { ComponentContext, ComponentDefinition, Step, StepContext } from '../core/component.js';
-import { FlotillaError } from '../core/errors.js';
+import { ComponentConfigError, FlotillaError, isTransient } from '../core/errors.js';
 import type { FlotillaRecord } from '../core/record.js';
-import { ComponentConfigError } from './config-error.js';
 
 const TS_EXTENSIONS = ['.ts', '.mts', '.cts', '.tsx'];
 const JS_EXTENSIONS = ['.js', '.mjs', '.cjs'];
@@ -139,6 +138,8 @@ export class CodeStep implements Step {
       }
       return out;
     } catch (err) {
+      // An outage the transform waits out: the worker re-runs the batch (see TransientError).
+      if (isTransient(err)) throw err;
       for (const r of records) if (!rejected?.has(r)) ctx.deadLetter(r, 'code', err);
       return [];
     }

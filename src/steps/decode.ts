@@ -1,10 +1,9 @@
 import path from 'node:path';
 import { z } from 'zod';
 import type { ComponentContext, ComponentDefinition, Step, StepContext } from '../core/component.js';
-import { RecordError } from '../core/errors.js';
+import { ComponentConfigError, RecordError } from '../core/errors.js';
 import type { FlotillaRecord } from '../core/record.js';
 import { AvroCodec, type AvroSchema, readAvroSchema } from '../kafka/avro.js';
-import { ComponentConfigError } from './config-error.js';
 
 export const decodeStepSchema = z
   .object({

@@ -2,11 +2,13 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import { type TopologyConfig, topologySchema } from './schema.js';
-import { parseAndValidate } from './validate.js';
+import { type Locator, parseAndLocate } from './validate.js';
 
 export interface LoadedTopology {
   file: string;
   config: TopologyConfig;
+  /** Line and column of a YAML path, for problems found after validation. */
+  locate: Locator;
 }
 
 /** Reads and validates a topology file; throws ConfigError naming file, line and YAML path. */
@@ -18,16 +20,18 @@ export function loadTopology(file: string, env: NodeJS.ProcessEnv = process.env)
   } catch (err) {
     throw new ConfigError([{ file, path: '', message: `cannot read the file: ${(err as Error).message}` }]);
   }
-  const config = parseAndValidate(text, file, topologySchema, env);
+  const { data: config, locate } = parseAndLocate(text, file, topologySchema, env);
   const names = new Set<string>();
   const problems = [...config.steps, ...config.sinks].flatMap((c, i) => {
     const n = c.name ?? c.kind;
     if (names.has(n)) {
-      const where = i < config.steps.length ? `steps[${i}]` : `sinks[${i - config.steps.length}]`;
+      const where: [string, number] =
+        i < config.steps.length ? ['steps', i] : ['sinks', i - config.steps.length];
       return [
         {
           file,
-          path: `${where}.name`,
+          ...locate(where, 'name'),
+          path: `${where[0]}[${where[1]}].name`,
           message: `'${n}' is used twice; give each step and sink a unique name`,
         },
       ];
@@ -36,5 +40,5 @@ export function loadTopology(file: string, env: NodeJS.ProcessEnv = process.env)
     return [];
   });
   if (problems.length > 0) throw new ConfigError(problems);
-  return { file: abs, config };
+  return { file: abs, config, locate };
 }

@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../core/errors.js';
 import { didYouMean } from '../util/suggest.js';
 
-type Path = (string | number)[];
+export type Path = (string | number)[];
 
 /** `steps[2].expr` */
 export function formatPath(path: readonly PropertyKey[]): string {
@@ -191,6 +191,9 @@ function problemMessage(
   }
 }
 
+/** Finds where a YAML path (and optionally a key inside it) is in the file. */
+export type Locator = (path: Path, key?: string) => { line: number; column: number } | undefined;
+
 /**
  * Parses YAML text, interpolates environment variables and validates it against `schema`.
  * Every problem names the file, the line, the YAML path, what was expected and what was found.
@@ -201,6 +204,16 @@ export function parseAndValidate<S extends z.ZodType>(
   schema: S,
   env: NodeJS.ProcessEnv = process.env,
 ): z.infer<S> {
+  return parseAndLocate(text, file, schema, env).data;
+}
+
+/** `parseAndValidate`, also returning a locator for problems found later (e.g. at component creation). */
+export function parseAndLocate<S extends z.ZodType>(
+  text: string,
+  file: string,
+  schema: S,
+  env: NodeJS.ProcessEnv = process.env,
+): { data: z.infer<S>; locate: Locator } {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -246,5 +259,8 @@ export function parseAndValidate<S extends z.ZodType>(
     problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
     throw new ConfigError(problems);
   }
-  return (result as { data: z.infer<S> }).data;
+  return {
+    data: (result as { data: z.infer<S> }).data,
+    locate: (path, key) => locate(doc, lc, path, key),
+  };
 }

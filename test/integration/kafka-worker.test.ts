@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Admin, Kafka } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -46,7 +47,7 @@ describe('the worker on Kafka', () => {
   });
 
   /** A decode → kafka topology on fresh topics; records are {n} JSON, `poison` of them not JSON. */
-  async function setup(name: string, partitions: number) {
+  async function setup(name: string, partitions: number, factor = 2) {
     const input = unique(`${name}-in`);
     const output = unique(`${name}-out`);
     const group = unique(`${name}-group`);
@@ -62,7 +63,7 @@ source:
   session_timeout_ms: 10000
 steps:
   - { kind: decode, format: json }
-  - { kind: map, value: "{ n: value.n, doubled: value.n * 2 }" }
+  - { kind: map, value: "{ n: value.n, doubled: value.n * ${factor} }" }
 sinks:
   - { kind: kafka, topic: ${output} }
 dead_letter: { topic: ${output}.dlq }
@@ -95,14 +96,14 @@ dead_letter: { topic: ${output}.dlq }
       const counts = new Map<number, number>();
       for (const m of await readTopic(kafka, admin, output)) {
         const v = JSON.parse(m.value) as { n: number; doubled: number };
-        expect(v.doubled).toBe(v.n * 2);
+        expect(v.doubled).toBe(v.n * factor);
         counts.set(v.n, (counts.get(v.n) ?? 0) + 1);
       }
       return counts;
     };
     const committedTotal = async () =>
       [...(await committedOffsets(admin, group, input)).values()].reduce((a, o) => a + Math.max(0, o), 0);
-    return { input, output, group, start, send, sendSlowly, outputCount, readOutput, committedTotal };
+    return { file, input, output, group, start, send, sendSlowly, outputCount, readOutput, committedTotal };
   }
 
   const duplicatesOf = (counts: Map<number, number>) =>
@@ -233,6 +234,52 @@ dead_letter: { topic: ${output}.dlq }
     const counts = await t.readOutput();
     expect(counts.size).toBe(N);
     expect(duplicatesOf(counts)).toBe(0);
+  });
+
+  it('(g) serves /health, /ready and /metrics, and reloads a changed file on SIGHUP only when it is valid', async () => {
+    const t = await setup('reload', 2, 3);
+    const w = t.start({ FLOTILLA_HTTP_PORT: '0' });
+    await waitForAssignment(w);
+    const url = (
+      JSON.parse(
+        w
+          .logs()
+          .split('\n')
+          .find((l) => l.includes('serving /metrics')) ?? '{}',
+      ) as { url: string }
+    ).url;
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+    await waitFor('/ready', async () => (await fetch(`${url}/ready`)).status === 200, 30_000);
+
+    await t.send(0, 100);
+    await waitFor('the first records', async () => (await t.outputCount()) >= 100, 30_000);
+    const metricsText = await (await fetch(`${url}/metrics`)).text();
+    expect(metricsText).toMatch(/flotilla_step_records_in_total\{topology="reload",step="decode"\} 100/);
+    expect(metricsText).toMatch(/flotilla_sink_records_total\{topology="reload",sink="kafka"\} 100/);
+
+    // An invalid edit is refused and the running version keeps going.
+    const valid = readFileSync(t.file, 'utf8');
+    writeFileSync(t.file, valid.replace('kind: map', 'kind: mapp'));
+    w.child.kill('SIGHUP');
+    await waitFor('the refusal', () => w.logs().includes('reload refused'), 30_000);
+    expect(w.logs()).toContain("unknown kind 'mapp'");
+    // A valid edit replaces it: records after the reload are multiplied by 5, not 3.
+    writeFileSync(t.file, valid.replace('value.n * 3', 'value.n * 5'));
+    w.child.kill('SIGHUP');
+    await waitFor('the new version', () => w.logs().includes('reload: new version running'), 60_000);
+    await waitFor('the new version to rejoin', () => w.logs().split('partitions assigned').length > 2, 60_000);
+    await t.send(100, 100);
+    await waitFor('records after the reload', async () => (await t.outputCount()) >= 200, 60_000);
+    w.child.kill('SIGTERM');
+    expect(await w.exited).toBe(0);
+
+    const byN = new Map<number, number>();
+    for (const m of await readTopic(kafka, admin, t.output)) {
+      const v = JSON.parse(m.value) as { n: number; doubled: number };
+      byN.set(v.n, v.doubled / v.n);
+    }
+    expect(byN.size).toBe(200);
+    for (const [n, factor] of byN) if (n > 0) expect(factor).toBe(n < 100 ? 3 : 5);
   });
 });
 

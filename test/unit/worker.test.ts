@@ -1,0 +1,82 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/core/errors.js';
+import { buildParts, Worker } from '../../src/runtime/worker.js';
+import type { EmbeddedSource } from '../../src/sources/embedded.js';
+import { embeddedLog } from '../../src/sources/embedded-log.js';
+import { loadTopology } from '../../src/topology/load.js';
+
+const logger = pino({ level: 'silent' });
+const errorsModule = path.resolve('src/core/errors.ts');
+
+function topologyIn(dir: string, yaml: string): string {
+  const file = path.join(dir, 'topo.yaml');
+  writeFileSync(file, yaml);
+  return file;
+}
+
+describe('the worker', () => {
+  it('names file, line and YAML path when a component cannot be created', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'flotilla-'));
+    const file = topologyIn(
+      dir,
+      `name: missing-module
+source: { kind: embedded, topic: in-missing-module }
+steps:
+  - kind: decode
+    format: json
+  - kind: code
+    module: ./nowhere.ts
+sinks:
+  - { kind: discard }
+`,
+    );
+    const err = await buildParts(loadTopology(file), logger).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).problems[0]).toMatchObject({ line: 7, column: 5, path: 'steps[1].module' });
+    expect((err as ConfigError).message).toMatch(/topo\.yaml:7:5: steps\[1\]\.module: .*nowhere\.ts/);
+  });
+
+  it('re-runs a step that throws a TransientError, without duplicate dead letters', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'flotilla-'));
+    // Fails the first two batches it sees with an outage, dead-lettering one record first.
+    writeFileSync(
+      path.join(dir, 'flaky.ts'),
+      `import { TransientError } from ${JSON.stringify(errorsModule)};
+let failures = 0;
+export default (records: any[], ctx: any) => {
+  ctx.deadLetter(records[0], 'flaky', new Error('first record rejected'));
+  if (failures++ < 2) throw new TransientError('registry down');
+  return records.slice(1);
+};
+`,
+    );
+    const file = topologyIn(
+      dir,
+      `name: transient
+source: { kind: embedded, topic: in-transient, partitions: 1, max_batch: 10 }
+steps:
+  - kind: code
+    module: ./flaky.ts
+sinks:
+  - { kind: file, path: out.jsonl }
+dead_letter: { topic: transient.dlq }
+`,
+    );
+    embeddedLog.ensureTopic('in-transient', 1);
+    for (let n = 0; n < 10; n++)
+      embeddedLog.append('in-transient', { key: null, value: Buffer.from(`${n}`) });
+    const topology = loadTopology(file);
+    const parts = await buildParts(topology, logger);
+    (parts.source as EmbeddedSource).runUntil(() => true);
+    await new Worker(topology, parts, logger).run();
+
+    const out = readFileSync(path.join(dir, 'out.jsonl'), 'utf8').trim().split('\n');
+    expect(out).toEqual(Array.from({ length: 9 }, (_, i) => `"${i + 1}"`));
+    const dead = embeddedLog.read('transient.dlq', 0, 0, 100);
+    expect(dead.map((d) => d.value.toString())).toEqual(['0']);
+  });
+});
