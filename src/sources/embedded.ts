@@ -5,7 +5,7 @@ import { type EmbeddedLog, embeddedLog } from './embedded-log.js';
 
 /** Options of every source that reads the embedded log. */
 export const embeddedLogShape = {
-  partitions: z.number().int().min(1).max(1024).default(3),
+  partitions: z.number().int().min(1).max(1024).default(3).describe('Partitions of the in-process topic.'),
   max_batch: z.number().int().min(1).max(100_000).default(500).describe('Records per batch, at most.'),
 };
 
