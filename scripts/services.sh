@@ -5,7 +5,7 @@
 #   scripts/services.sh up [SERVICE...]      install what is missing, start, wait until each answers
 #   scripts/services.sh down [SERVICE...]    stop what this script started
 #   scripts/services.sh status [SERVICE...]  say which services answer (exit 1 if any does not)
-#   scripts/services.sh env                  print connection settings as KEY=value lines
+#   scripts/services.sh env                  print connection settings as `export KEY=value` lines
 #
 # SERVICE is one of: postgres redis clickhouse kafka schema-registry mongo (default: all).
 # Data, logs and pid files live in $FLOTILLA_RUN (default $FLOTILLA_HOME/run), downloads
@@ -84,7 +84,8 @@ case $cmd in
     exit $rc
     ;;
   env)
-    for s in "${targets[@]}"; do "$(fn "$s" env)"; done
+    # `export` lines, so `eval "$(scripts/services.sh env)"` reaches child processes too.
+    for s in "${targets[@]}"; do "$(fn "$s" env)" | sed 's/^/export /'; done
     ;;
   *)
     sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2

@@ -59,7 +59,6 @@ export async function runTopologies(files: string[], options: RunOptions = {}): 
   process.on('SIGHUP', reload);
   try {
     await fleet.start(files);
-    if (server) logger.info({ url: server.url }, 'serving /metrics, /health and /ready');
     await fleet.done();
   } finally {
     process.off('SIGINT', stop);

@@ -1,4 +1,4 @@
-import { CompressionTypes, type Kafka, type Message, type Producer } from 'kafkajs';
+import { CompressionTypes, type Kafka, type Message, Partitioners, type Producer } from 'kafkajs';
 import { z } from 'zod';
 
 const compressionTypes = {
@@ -35,7 +35,11 @@ export class BatchProducer {
     private readonly kafka: Kafka,
     private readonly options: ProducerOptions,
   ) {
-    this.producer = kafka.producer({ allowAutoTopicCreation: true });
+    // The Java-compatible murmur2 partitioner (KafkaJS 2's default), named so it does not warn.
+    this.producer = kafka.producer({
+      allowAutoTopicCreation: true,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
   }
 
   private connect(): Promise<void> {

@@ -51,11 +51,11 @@ export const SERVICES: ServiceSpec[] = [
   { name: 'MongoDB', key: 'MONGO_URL', script: 'mongo', address: (v) => fromUrl(v, 27017) },
 ];
 
-/** KEY=value lines, as printed by `scripts/services.sh env`. */
+/** `export KEY=value` (or KEY=value) lines, as printed by `scripts/services.sh env`. */
 export function parseEnvLines(text: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of text.split('\n')) {
-    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
+    const m = /^(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
     if (m?.[1] && m[2] !== undefined) out[m[1]] = m[2];
   }
   return out;
