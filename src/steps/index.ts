@@ -4,6 +4,7 @@ import { decodeStep } from './decode.js';
 import { filterStep } from './filter.js';
 import { mapStep } from './map.js';
 import { qualityStep } from './quality/index.js';
+import { windowStep } from './window/index.js';
 
 /** Every step kind. A new step is one file plus its entry here. */
 export const stepKinds = [
@@ -13,4 +14,5 @@ export const stepKinds = [
   codeStep,
   qualityStep,
   anomalyStep,
+  windowStep,
 ] as const;
