@@ -11,8 +11,8 @@ export const stepKinds = [
   decodeStep,
   filterStep,
   mapStep,
-  codeStep,
   qualityStep,
+  codeStep,
   anomalyStep,
   windowStep,
 ] as const;
