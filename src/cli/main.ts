@@ -3,6 +3,9 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ConfigError, FlotillaError } from '../core/errors.js';
 import { demo } from './demo.js';
 import { graph } from './graph.js';
+import { jobs } from './jobs.js';
+import { models } from './models.js';
+import { pipeline } from './pipeline.js';
 import { produce } from './produce.js';
 import { run } from './run.js';
 import { schema } from './schema.js';
@@ -18,7 +21,18 @@ export interface Command {
   run(args: { positionals: string[]; values: Record<string, unknown> }): Promise<number>;
 }
 
-const commands: Record<string, Command> = { validate, graph, run, demo, schema, produce, test };
+const commands: Record<string, Command> = {
+  validate,
+  graph,
+  run,
+  demo,
+  schema,
+  produce,
+  test,
+  jobs,
+  pipeline,
+  models,
+};
 
 function help(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));

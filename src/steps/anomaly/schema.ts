@@ -146,6 +146,24 @@ export function applyTuning(base: DetectorSpec, tuning: Tuning): DetectorSpec {
   };
 }
 
+const registrySchema = z
+  .object({
+    model: z
+      .string()
+      .regex(/^[A-Za-z][A-Za-z0-9_-]*$/, 'letters, digits, "_" and "-", starting with a letter')
+      .describe("Name of the model in the registry (a retrain task's 'model')."),
+    poll: durationSchema
+      .default(30_000)
+      .describe('Looks for a new version this often, besides Redis announcements (default 30s).'),
+    postgres: z.string().min(1).optional().describe('Registry database URL (default: $PG_URL).'),
+    redis: z.string().min(1).optional().describe('Redis URL of version announcements (default: $REDIS_URL).'),
+    schema: z.string().min(1).default('flotilla').describe('PostgreSQL schema of the registry tables.'),
+  })
+  .strict()
+  .describe(
+    'Per-series parameters from the model registry (docs/models.md): the current version at start, then each new one, switched between batches.',
+  );
+
 export const anomalyStepSchema = z
   .object({
     kind: z.literal('anomaly'),
@@ -177,6 +195,7 @@ export const anomalyStepSchema = z
       .describe(
         'Series held per partition; beyond it the least recently seen series is dropped (and counted).',
       ),
+    registry: registrySchema.optional(),
   })
   .strict()
   .describe(

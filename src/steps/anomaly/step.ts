@@ -58,6 +58,7 @@ export class AnomalyStep implements Step {
   /** Series-specific parameters set through `setModelParameters`. */
   private readonly perSeries = new Map<string, { spec: DetectorSpec; state?: SeriesState }>();
   private readonly labels: { topology: string; step: string };
+  private readonly closers: (() => Promise<void>)[] = [];
 
   constructor(
     readonly name: string,
@@ -120,12 +121,40 @@ export class AnomalyStep implements Step {
    * scored with these parameters, starting from `params.state` when given, else from scratch.
    */
   setModelParameters(seriesKey: string, params: ModelParameters): void {
+    this.perSeries.set(seriesKey, this.resolve(params));
+    for (const table of this.tables.values()) table.rebuild(seriesKey);
+  }
+
+  /**
+   * Replaces the parameters of every series at once (a model version from the registry): all
+   * are checked before any is applied, so a model that does not fit changes nothing. Series
+   * it does not name go back to the step's own configuration. `process` is synchronous, so
+   * this always falls between two batches.
+   */
+  replaceModel(model: ReadonlyMap<string, ModelParameters>): void {
+    const next = new Map<string, { spec: DetectorSpec; state?: SeriesState }>();
+    for (const [key, params] of model) next.set(key, this.resolve(params));
+    const changed = new Set([...this.perSeries.keys(), ...next.keys()]);
+    this.perSeries.clear();
+    for (const [key, custom] of next) this.perSeries.set(key, custom);
+    for (const table of this.tables.values()) for (const key of changed) table.rebuild(key);
+  }
+
+  private resolve(params: ModelParameters): { spec: DetectorSpec; state?: SeriesState } {
     const { state, ...tuning } = params;
     const spec = applyTuning(this.spec, tuningSchema.parse(tuning));
     // Fail here, not on the next record of the series, if the state does not fit the spec.
     if (state) new SeriesDetector(spec).restore(state);
-    this.perSeries.set(seriesKey, { spec, ...(state ? { state } : {}) });
-    for (const table of this.tables.values()) table.rebuild(seriesKey);
+    return { spec, ...(state ? { state } : {}) };
+  }
+
+  /** Runs `stop` when the step closes (e.g. stops the registry watcher that feeds it models). */
+  onClose(stop: () => Promise<void>): void {
+    this.closers.push(stop);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.closers.map((stop) => stop()));
   }
 
   /** The state of one input partition, as JSON data (checkpoint it with the partition's offsets). */
@@ -177,5 +206,21 @@ export const anomalyStep: ComponentDefinition<typeof anomalyStepSchema, AnomalyS
   kind: 'anomaly',
   description: anomalyStepSchema.description ?? '',
   schema: anomalyStepSchema,
-  create: (config, ctx: ComponentContext) => new AnomalyStep(config.name ?? 'anomaly', config, ctx.topology),
+  create: (config, ctx: ComponentContext) => {
+    const step = new AnomalyStep(config.name ?? 'anomaly', config, ctx.topology);
+    return config.registry ? watchRegistry(step, config.registry, ctx) : step;
+  },
 };
+
+/** Feeds the step the registry's current model, then each new version, until it closes. */
+async function watchRegistry(
+  step: AnomalyStep,
+  option: NonNullable<AnomalyStepConfig['registry']>,
+  ctx: ComponentContext,
+): Promise<AnomalyStep> {
+  // Loaded only when used: the registry brings PostgreSQL and Redis clients.
+  const { watchModel } = await import('../../jobs/model-registry.js');
+  const watcher = await watchModel(option, (model) => step.replaceModel(model), ctx.logger);
+  step.onClose(() => watcher.stop());
+  return step;
+}

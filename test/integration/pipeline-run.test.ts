@@ -1,0 +1,301 @@
+import { type ClickHouseClient, createClient } from '@clickhouse/client';
+import pg from 'pg';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPipeline } from '../../src/jobs/pipeline.js';
+import { Pipelines, PipelineWorkers, type RunStatus } from '../../src/jobs/runner.js';
+import { PipelineScheduler } from '../../src/jobs/scheduler.js';
+import { createTopic, produce, testKafka, unique } from '../support/kafka.js';
+import { dropJobsState, runOutcome, testJobsConfig, writePipeline } from '../support/pipelines.js';
+import { connectOrExplain, serviceUrl } from '../support/services.js';
+import { waitFor } from '../support/wait.js';
+
+const id = process.pid;
+const source = `it_pipe_src_${id}`;
+const target = `it_pipe_out_${id}`;
+const diamondTarget = `it_pipe_diamond_${id}`;
+const ignoredTarget = `it_pipe_ignored_${id}`;
+const kafkaTarget = `it_pipe_kafka_${id}`;
+
+const byTask = (s: RunStatus) => Object.fromEntries(s.tasks.map((t) => [t.task, t]));
+
+describe('pipeline runs on BullMQ (Redis, PostgreSQL, ClickHouse)', () => {
+  const config = testJobsConfig('piperun');
+  let clickhouse: ClickHouseClient;
+  let pool: pg.Pool;
+  let workers: PipelineWorkers;
+  let pipelines: Pipelines;
+
+  beforeAll(async () => {
+    clickhouse = await connectOrExplain('CLICKHOUSE_URL', async () => {
+      const c = createClient({ url: serviceUrl('CLICKHOUSE_URL') });
+      await c.ping();
+      return c;
+    });
+    pool = new pg.Pool({ connectionString: serviceUrl('PG_URL'), max: 2 });
+    await clickhouse.command({ query: `DROP TABLE IF EXISTS ${source}` });
+    await clickhouse.command({
+      query: `CREATE TABLE ${source} (id String, tenant String, n Int32) ENGINE = MergeTree ORDER BY id`,
+    });
+    await clickhouse.insert({
+      table: source,
+      format: 'JSONEachRow',
+      values: Array.from({ length: 500 }, (_, n) => ({
+        id: `r${String(n).padStart(4, '0')}`,
+        tenant: `t${n % 3}`,
+        n,
+      })),
+    });
+    for (const t of [target, diamondTarget, ignoredTarget, kafkaTarget])
+      await pool.query(`DROP TABLE IF EXISTS ${t}`);
+    workers = new PipelineWorkers(config, { concurrency: 3, logger: pino({ level: 'silent' }) });
+    await workers.start();
+    pipelines = new Pipelines(config);
+  });
+
+  afterAll(async () => {
+    await workers?.close();
+    await pipelines?.close();
+    await dropJobsState(config);
+    await clickhouse?.command({ query: `DROP TABLE IF EXISTS ${source}` });
+    for (const t of [target, diamondTarget, ignoredTarget, kafkaTarget])
+      await pool?.query(`DROP TABLE IF EXISTS ${t}`);
+    await clickhouse?.close();
+    await pool?.end();
+  });
+
+  const count = async (table: string) =>
+    Number((await pool.query(`SELECT count(*) AS n, count(DISTINCT id) AS d FROM ${table}`)).rows[0].n);
+
+  it('runs extract → transform → load in order and loads each record once, across re-runs', async () => {
+    const pipeline = loadPipeline(
+      writePipeline(`name: it-three
+params: { min: 0 }
+tasks:
+  load:
+    kind: load
+    needs: [clean]
+    sink:
+      kind: postgres
+      url: \${PG_URL}
+      table: ${target}
+      create_table: { columns: { tenant: text, n: integer, twice: integer } }
+  clean:
+    kind: transform
+    needs: [extract]
+    steps:
+      - { kind: filter, expr: "value.n % 2 == 0" }
+      - { kind: map, value: "{ tenant: value.tenant, n: value.n, twice: value.n * 2 }" }
+  extract:
+    kind: extract
+    source:
+      kind: clickhouse
+      url: \${CLICKHOUSE_URL}
+      query: "SELECT id, tenant, n FROM ${source} WHERE n >= {min:Int32} ORDER BY id"
+    id: value.id
+`),
+    );
+    const runId = await pipelines.start(pipeline);
+    const status = await runOutcome(pipelines, runId);
+    expect(status.state).toBe('completed');
+    const t = byTask(status);
+    expect(status.tasks.map((x) => [x.task, x.state, x.attempts])).toEqual([
+      ['extract', 'completed', 1],
+      ['clean', 'completed', 1],
+      ['load', 'completed', 1],
+    ]);
+    expect(t.extract?.output?.rows).toBe(500);
+    expect(t.clean?.output?.rows).toBe(250);
+    expect(t.load?.output?.rows).toBe(250);
+    // Each task started after the one it needs had finished.
+    expect(t.clean?.startedAt?.getTime()).toBeGreaterThanOrEqual(t.extract?.finishedAt?.getTime() as number);
+    expect(t.load?.startedAt?.getTime()).toBeGreaterThanOrEqual(t.clean?.finishedAt?.getTime() as number);
+
+    expect(await count(target)).toBe(250);
+    const { rows } = await pool.query(`SELECT id, tenant, n, twice FROM ${target} WHERE id = 'r0042'`);
+    expect(rows).toEqual([{ id: 'r0042', tenant: 't0', n: 42, twice: 84 }]);
+    // The staging tables of a completed run are dropped.
+    const staged = await pool.query(
+      `SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = $1 AND table_name LIKE 'stage_%'`,
+      [config.schema],
+    );
+    expect(Number(staged.rows[0].n)).toBe(0);
+
+    // The same run id again adds nothing: no task runs a second time.
+    await pipelines.start(pipeline, {}, { runId });
+    await new Promise((r) => setTimeout(r, 1500));
+    const again = (await pipelines.status(runId)) as RunStatus;
+    expect(again.tasks.map((x) => x.attempts)).toEqual([1, 1, 1]);
+
+    // A new run over the same rows upserts the same ids: still 250 rows.
+    const second = await runOutcome(pipelines, await pipelines.start(pipeline, { min: '0' }));
+    expect(second.state).toBe('completed');
+    expect(await count(target)).toBe(250);
+  });
+
+  it('runs a diamond: a need shared by two tasks runs once and both wait for it', async () => {
+    const pipeline = loadPipeline(
+      writePipeline(`name: it-diamond
+tasks:
+  numbers:
+    kind: extract
+    source: { kind: postgres, url: "\${PG_URL}", query: "SELECT g AS n FROM generate_series(1, 100) g" }
+    id: string(value.n)
+  evens:
+    kind: transform
+    needs: [numbers]
+    steps: [{ kind: filter, expr: "value.n % 2 == 0" }]
+  odds:
+    kind: transform
+    needs: [numbers]
+    steps: [{ kind: filter, expr: "value.n % 2 == 1" }]
+  load:
+    kind: load
+    needs: [evens, odds]
+    sink: { kind: postgres, url: "\${PG_URL}", table: ${diamondTarget}, create_table: { columns: { n: integer } } }
+`),
+    );
+    const status = await runOutcome(pipelines, await pipelines.start(pipeline));
+    expect(status.state).toBe('completed');
+    const t = byTask(status);
+    expect(t.numbers?.attempts).toBe(1);
+    for (const name of ['evens', 'odds'] as const) {
+      expect(t[name]?.startedAt?.getTime()).toBeGreaterThanOrEqual(
+        t.numbers?.finishedAt?.getTime() as number,
+      );
+      expect(t[name]?.output?.rows).toBe(50);
+    }
+    expect(await count(diamondTarget)).toBe(100);
+  });
+
+  it('retries a failing task with backoff, then fails the run with a clear status', async () => {
+    const pipeline = loadPipeline(
+      writePipeline(`name: it-failing
+tasks:
+  extract:
+    kind: extract
+    retries: 2
+    backoff: 100ms
+    source: { kind: postgres, url: "\${PG_URL}", query: "SELECT * FROM no_such_table_${id}" }
+  load:
+    kind: load
+    needs: [extract]
+    sink: { kind: discard }
+`),
+    );
+    const started = Date.now();
+    const status = await runOutcome(pipelines, await pipelines.start(pipeline));
+    expect(status.state).toBe('failed');
+    expect(status.run.error).toBe(`task 'extract' failed: relation "no_such_table_${id}" does not exist`);
+    const t = byTask(status);
+    expect(t.extract).toMatchObject({ state: 'failed', attempts: 3 });
+    expect(t.extract?.error).toMatch(/no_such_table/);
+    expect(t.load).toMatchObject({
+      state: 'failed',
+      attempts: 0,
+      error: "not run: it needs 'extract', which failed",
+    });
+    // Backoff: 100 ms, then 200 ms.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+  });
+
+  it('ignores a failed task declared on_failure: ignore; its dependents run without its records', async () => {
+    const pipeline = loadPipeline(
+      writePipeline(`name: it-ignore
+tasks:
+  good:
+    kind: extract
+    source: { kind: postgres, url: "\${PG_URL}", query: "SELECT g AS n FROM generate_series(1, 10) g" }
+  flaky:
+    kind: extract
+    retries: 0
+    on_failure: ignore
+    source: { kind: postgres, url: "\${PG_URL}", query: "SELECT 1 / 0 AS n" }
+  load:
+    kind: load
+    needs: [good, flaky]
+    sink: { kind: postgres, url: "\${PG_URL}", table: ${ignoredTarget}, create_table: { columns: { n: integer } } }
+`),
+    );
+    const status = await runOutcome(pipelines, await pipelines.start(pipeline));
+    expect(status.state).toBe('completed');
+    expect(status.run.error).toBe('ignored failed tasks: flaky');
+    expect(byTask(status).flaky).toMatchObject({ state: 'failed', error: 'division by zero' });
+    expect(await count(ignoredTarget)).toBe(10);
+  });
+  it('extracts a Kafka topic range by timestamps, decodes it in a transform and loads it', async () => {
+    const kafka = testKafka();
+    const admin = kafka.admin();
+    await admin.connect();
+    const topic = unique('it-pipe-range');
+    await createTopic(admin, topic, 2);
+    const base = Date.UTC(2026, 0, 1);
+    await produce(
+      kafka,
+      topic,
+      Array.from({ length: 100 }, (_, i) => ({
+        key: `k${i % 7}`,
+        value: JSON.stringify({ i }),
+        timestamp: String(base + i * 1000),
+      })),
+    );
+    const pipeline = loadPipeline(
+      writePipeline(`name: it-kafka
+params: { from: "2026-01-01T00:00:10Z" }
+tasks:
+  range:
+    kind: extract
+    source: { kind: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${topic}, from: "{from}", to: ${base + 60_000} }
+  decoded:
+    kind: transform
+    needs: [range]
+    steps: [{ kind: decode, format: json }]
+  load:
+    kind: load
+    needs: [decoded]
+    sink: { kind: postgres, url: "\${PG_URL}", table: ${kafkaTarget}, create_table: { columns: { i: integer } } }
+`),
+    );
+    const status = await runOutcome(pipelines, await pipelines.start(pipeline));
+    await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+    await admin.disconnect();
+    expect(status.state).toBe('completed');
+    // Timestamps 10 s … 59 s: records 10 to 59, each once, with its topic/partition/offset id.
+    expect(byTask(status).range?.output?.rows).toBe(50);
+    const { rows } = await pool.query(`SELECT min(i) AS lo, max(i) AS hi, count(*) AS n FROM ${kafkaTarget}`);
+    expect(rows[0]).toEqual({ lo: 10, hi: 59, n: '50' });
+    const ids = await pool.query(`SELECT id FROM ${kafkaTarget} WHERE id NOT LIKE $1`, [`${topic}/%/%`]);
+    expect(ids.rows).toEqual([]);
+  });
+  it('starts runs on a cron schedule, each scheduled time once, and removes a schedule that is gone', async () => {
+    const pipeline = loadPipeline(
+      writePipeline(`name: it-cron
+params: { n: 1 }
+schedule: { cron: "*/2 * * * * *", params: { n: 3 } }
+tasks:
+  numbers:
+    kind: extract
+    source: { kind: postgres, url: "\${PG_URL}", query: "SELECT g AS n FROM generate_series(1, {n}::int) g" }
+`),
+    );
+    const scheduler = new PipelineScheduler(config, pipelines, pino({ level: 'silent' }));
+    try {
+      expect(await scheduler.sync([pipeline])).toEqual(['it-cron']);
+      await scheduler.start();
+      await waitFor(
+        'a scheduled run to complete',
+        async () => (await pipelines.store.recentRuns(5, 'it-cron')).some((r) => r.state === 'completed'),
+        15_000,
+      );
+      const run = (await pipelines.store.recentRuns(5, 'it-cron')).find((r) => r.state === 'completed');
+      expect(run).toMatchObject({ trigger: 'schedule', params: { n: 3 } });
+      expect(run?.runId).toMatch(/^it-cron-\d{8}T\d{6}Z-cron$/);
+      expect(((await pipelines.status(run?.runId as string)) as RunStatus).tasks[0]?.output?.rows).toBe(3);
+      expect(await scheduler.scheduled()).toEqual(['it-cron']);
+      expect(await scheduler.sync([])).toEqual([]);
+      expect(await scheduler.scheduled()).toEqual([]);
+    } finally {
+      await scheduler.close();
+    }
+  });
+});
