@@ -3,7 +3,14 @@ import { type ClickHouseClient, ClickHouseLogLevel, createClient } from '@clickh
 import { z } from 'zod';
 import type { ComponentDefinition, Sink } from '../core/component.js';
 import type { FlotillaRecord } from '../core/record.js';
-import { columnTypeSchema, databaseSinkShape, identifierSchema } from './shared/config.js';
+import { SinkTenancy } from '../tenancy/sink-tenancy.js';
+import { TargetCache } from '../tenancy/target-cache.js';
+import {
+  columnTypeSchema,
+  databaseSinkShape,
+  identifierSchema,
+  refineTenancyStrategy,
+} from './shared/config.js';
 import {
   DatabaseSink,
   type Encoded,
@@ -11,9 +18,10 @@ import {
   onceUntilDone,
   type RowFailure,
   type SinkDriver,
+  type SinkTargets,
 } from './shared/database-sink.js';
 import { type ErrorKind, RowRefusedError, SinkConfigError, transportErrorKind } from './shared/errors.js';
-import { RowMapper } from './shared/rows.js';
+import { type Row, RowMapper } from './shared/rows.js';
 
 export const clickhouseSinkSchema = z
   .object({
@@ -30,12 +38,16 @@ export const clickhouseSinkSchema = z
       .object({
         columns: z
           .record(identifierSchema, columnTypeSchema)
-          .describe('Column name → ClickHouse type; the id (String) and version (UInt64) columns are added.'),
+          .describe(
+            'Column name → ClickHouse type; the id (String) and version (UInt64) columns are added (tenancy row: the tenant column (String) too).',
+          ),
         order_by: z
           .array(identifierSchema)
           .min(1)
           .optional()
-          .describe('Sorting key, which is also the deduplication key: it must contain the id column.'),
+          .describe(
+            'Sorting key, which is also the deduplication key: it must contain the id column (tenancy row: and the tenant column; default [tenant, id]).',
+          ),
       })
       .strict()
       .optional()
@@ -50,6 +62,39 @@ export const clickhouseSinkSchema = z
         path: ['create_table', 'order_by'],
         message: `must contain the id column '${c.id_column}': rows with the same sorting key collapse into one`,
       });
+    }
+    const tenancy = c.tenancy;
+    refineTenancyStrategy(
+      ctx,
+      tenancy,
+      'clickhouse',
+      ['row', 'schema'],
+      'a ClickHouse database is the namespace level: schema gives each tenant a database',
+    );
+    if (tenancy?.strategy === 'row' && orderBy && !orderBy.includes(tenancy.column)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['create_table', 'order_by'],
+        message: `must contain the tenant column '${tenancy.column}': otherwise rows of two tenants with the same id collapse into one`,
+      });
+    }
+    if (tenancy?.strategy === 'schema') {
+      if (!c.create_table) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['create_table'],
+          message:
+            "tenancy strategy schema creates each tenant's database and table on first use: declare create_table.columns",
+        });
+      }
+      if (c.database !== 'default') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['database'],
+          message:
+            "with tenancy strategy schema each tenant's database is the tenancy prefix + the tenant: remove database",
+        });
+      }
     }
   })
   .describe(
@@ -89,55 +134,90 @@ export function classifyClickHouseError(err: unknown): ErrorKind {
   return err instanceof Error && /timeout/i.test(err.message) ? 'timeout' : 'other';
 }
 
-class ClickHouseDriver implements SinkDriver<string> {
+/** Where one target's rows go: a table of a database, with its INSERT and its columns. */
+interface Target {
+  /** Quoted `database.table`. */
+  table: string;
+  insert: string;
+  columns: Set<string>;
+}
+
+/** Tenant databases whose table was checked; one used again after eviction is checked again. */
+const CACHED_TENANT_TABLES = 1024;
+
+class ClickHouseDriver implements SinkDriver<string, Target | undefined> {
   private readonly client: ClickHouseClient;
   private readonly mapper: RowMapper;
-  private readonly table: string;
-  private readonly insert: string;
-  private columns = new Set<string>();
+  private readonly tenancy: SinkTenancy | undefined;
+  /** row: the tenant column, written by the sink and part of the sorting (deduplication) key. */
+  private readonly tenantColumn: string | undefined;
+  /** The table of a sink without tenancy or with `row`. */
+  private single: Target | undefined;
   private lastVersion = 0;
-  readonly prepare: () => Promise<void>;
+  readonly prepare?: () => Promise<void>;
+  readonly targets?: SinkTargets<Target | undefined>;
 
   constructor(private readonly config: ClickHouseSinkConfig) {
     this.mapper = new RowMapper(config.columns, [config.id_column, config.version_column]);
-    this.table = `${quote(config.database)}.${quote(config.table)}`;
-    this.insert = `INSERT INTO ${this.table} FORMAT JSONEachRow`;
+    const tenancy = config.tenancy && new SinkTenancy(config.tenancy);
+    this.tenancy = tenancy;
+    this.tenantColumn = tenancy?.strategy === 'row' ? tenancy.column : undefined;
     this.client = createClient({
       url: config.url,
       request_timeout: Math.round(config.timeout * 1000),
       // Failures are classified, counted and logged by the sink and the worker.
       log: { level: ClickHouseLogLevel.OFF },
     });
-    this.prepare = onceUntilDone(async () => {
-      if (config.create_table) await this.client.command({ query: this.createTableSql(config.create_table) });
-      this.columns = await this.readTable();
-    });
+    if (tenancy?.strategy === 'schema') {
+      // A database per tenant: ClickHouse's namespace level is the database.
+      const perTenant = new TargetCache({
+        max: CACHED_TENANT_TABLES,
+        open: (database) => this.prepareTable(database, `CREATE DATABASE IF NOT EXISTS ${quote(database)}`),
+      });
+      this.targets = {
+        of: (record) => tenancy.namespaceOf(record),
+        acquire: (database) => perTenant.acquire(database),
+        release: (database) => perTenant.release(database),
+      };
+    } else {
+      this.prepare = onceUntilDone(async () => {
+        this.single = await this.prepareTable(config.database);
+      });
+    }
+  }
+
+  rowKey(record: FlotillaRecord): string {
+    return this.tenancy ? this.tenancy.rowKey(record) : record.id;
   }
 
   /** One JSONEachRow line: the row's fields, the id and a version that grows with every write. */
-  encode(record: FlotillaRecord): { payload: string; bytes: number } {
+  encode(record: FlotillaRecord, target: Target | undefined): { payload: string; bytes: number } {
+    const { table, columns } = target ?? (this.single as Target);
     const row = this.mapper.map(record);
     for (const field in row) {
-      if (!this.columns.has(field)) {
-        throw new RowRefusedError(
-          `table ${this.table} has no column ${quote(field)} (pick fields with columns:)`,
-        );
+      if (!columns.has(field)) {
+        throw new RowRefusedError(`table ${table} has no column ${quote(field)} (pick fields with columns:)`);
       }
     }
+    const fields: Row = { ...row, [this.config.id_column]: record.id };
+    if (this.tenantColumn) {
+      const tenancy = this.tenancy as SinkTenancy;
+      const tenant = tenancy.tenantOf(record);
+      tenancy.checkRow(row, tenant);
+      fields[this.tenantColumn] = tenant;
+    }
     this.lastVersion = Math.max(Date.now(), this.lastVersion + 1);
-    const line = `${JSON.stringify({
-      ...row,
-      [this.config.id_column]: record.id,
-      [this.config.version_column]: this.lastVersion,
-    })}\n`;
+    fields[this.config.version_column] = this.lastVersion;
+    const line = `${JSON.stringify(fields)}\n`;
     return { payload: line, bytes: Buffer.byteLength(line) };
   }
 
-  async flush(rows: Encoded<string>[]): Promise<readonly RowFailure[]> {
+  async flush(rows: Encoded<string>[], target: Target | undefined): Promise<readonly RowFailure[]> {
     let body = '';
     for (const r of rows) body += r.payload;
     // An INSERT of less than max_insert_block_size rows is one block: it lands whole or not at all.
-    const result = await this.client.exec({ query: this.insert, values: Readable.from([body]) });
+    const { insert } = target ?? (this.single as Target);
+    const result = await this.client.exec({ query: insert, values: Readable.from([body]) });
     result.stream.destroy();
     return NO_FAILURES;
   }
@@ -156,38 +236,62 @@ class ClickHouseDriver implements SinkDriver<string> {
     return this.client.close();
   }
 
-  private createTableSql(spec: NonNullable<ClickHouseSinkConfig['create_table']>): string {
-    const { id_column: id, version_column: version } = this.config;
-    const columns = { [id]: 'String', ...spec.columns, [version]: 'UInt64' };
-    const defs = Object.entries(columns).map(([name, type]) => `${quote(name)} ${type}`);
-    const orderBy = (spec.order_by ?? [id]).map(quote).join(', ');
-    return `CREATE TABLE IF NOT EXISTS ${this.table} (${defs.join(', ')}) ENGINE = ReplacingMergeTree(${quote(version)}) ORDER BY (${orderBy})`;
+  /** Runs `setup` (a tenant database), creates the table if declared, and checks it. */
+  private async prepareTable(database: string, setup?: string): Promise<Target> {
+    const table = `${quote(database)}.${quote(this.config.table)}`;
+    if (setup) await this.client.command({ query: setup });
+    if (this.config.create_table) {
+      await this.client.command({ query: this.createTableSql(table, this.config.create_table) });
+    }
+    const columns = await this.readTable(database, table);
+    return { table, insert: `INSERT INTO ${table} FORMAT JSONEachRow`, columns };
   }
 
-  /** The table's columns; refuses a table that cannot deduplicate (not a ReplacingMergeTree). */
-  private async readTable(): Promise<Set<string>> {
-    // Names are validated identifiers; 18.16 has no query parameters.
-    const where = `database = '${this.config.database}' AND name = '${this.config.table}'`;
-    const tables = await this.select<{ engine: string }>(`SELECT engine FROM system.tables WHERE ${where}`);
-    const engine = tables[0]?.engine;
-    if (!engine)
-      throw new SinkConfigError(`table ${this.table} does not exist (declare create_table: to create it)`);
-    if (!engine.endsWith('ReplacingMergeTree')) {
+  private createTableSql(table: string, spec: NonNullable<ClickHouseSinkConfig['create_table']>): string {
+    const { id_column: id, version_column: version } = this.config;
+    const tenant = this.tenantColumn;
+    const columns = {
+      [id]: 'String',
+      ...(tenant ? { [tenant]: 'String' } : {}),
+      ...spec.columns,
+      [version]: 'UInt64',
+    };
+    const defs = Object.entries(columns).map(([name, type]) => `${quote(name)} ${type}`);
+    const orderBy = (spec.order_by ?? (tenant ? [tenant, id] : [id])).map(quote).join(', ');
+    return `CREATE TABLE IF NOT EXISTS ${table} (${defs.join(', ')}) ENGINE = ReplacingMergeTree(${quote(version)}) ORDER BY (${orderBy})`;
+  }
+
+  /**
+   * The table's columns; refuses a table that cannot deduplicate (not a ReplacingMergeTree) and,
+   * for `row`, one whose sorting key lacks the tenant (two tenants' rows of an id would collapse).
+   */
+  private async readTable(database: string, table: string): Promise<Set<string>> {
+    // Names are validated identifiers or tenant namespaces ([a-z0-9_]); 18.16 has no query parameters.
+    const where = `database = '${database}' AND name = '${this.config.table}'`;
+    const tables = await this.select<{ engine: string; sorting_key: string }>(
+      `SELECT engine, sorting_key FROM system.tables WHERE ${where}`,
+    );
+    const found = tables[0];
+    if (!found)
+      throw new SinkConfigError(`table ${table} does not exist (declare create_table: to create it)`);
+    if (!found.engine.endsWith('ReplacingMergeTree')) {
       throw new SinkConfigError(
-        `table ${this.table} is a ${engine}: only a ReplacingMergeTree collapses re-delivered rows`,
+        `table ${table} is a ${found.engine}: only a ReplacingMergeTree collapses re-delivered rows`,
+      );
+    }
+    if (this.tenantColumn && !found.sorting_key.split(/\s*,\s*/).includes(this.tenantColumn)) {
+      throw new SinkConfigError(
+        `table ${table} is sorted by (${found.sorting_key}), without the tenant column ${quote(this.tenantColumn)}: rows of two tenants with the same id would collapse into one`,
       );
     }
     const columns = await this.select<{ name: string }>(
-      `SELECT name FROM system.columns WHERE database = '${this.config.database}' AND table = '${this.config.table}'`,
+      `SELECT name FROM system.columns WHERE database = '${database}' AND table = '${this.config.table}'`,
     );
     const names = new Set(columns.map((c) => c.name));
-    for (const required of [
-      this.config.id_column,
-      this.config.version_column,
-      ...(this.mapper.declared ?? []),
-    ]) {
-      if (!names.has(required))
-        throw new SinkConfigError(`table ${this.table} has no column ${quote(required)}`);
+    const required = [this.config.id_column, this.config.version_column, ...(this.mapper.declared ?? [])];
+    if (this.tenantColumn) required.push(this.tenantColumn);
+    for (const name of required) {
+      if (!names.has(name)) throw new SinkConfigError(`table ${table} has no column ${quote(name)}`);
     }
     return names;
   }
@@ -203,5 +307,10 @@ export const clickhouseSink: ComponentDefinition<typeof clickhouseSinkSchema, Si
   description: clickhouseSinkSchema.description ?? '',
   schema: clickhouseSinkSchema,
   create: (config, ctx) =>
-    new DatabaseSink(new ClickHouseDriver(config), config, { kind: 'clickhouse', lastPerId: true }, ctx),
+    new DatabaseSink<string, Target | undefined>(
+      new ClickHouseDriver(config),
+      config,
+      { kind: 'clickhouse', lastPerId: true },
+      ctx,
+    ),
 };

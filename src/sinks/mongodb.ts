@@ -13,13 +13,15 @@ import {
 import { z } from 'zod';
 import type { ComponentDefinition, Sink } from '../core/component.js';
 import type { FlotillaRecord } from '../core/record.js';
-import { databaseSinkShape, identifierSchema } from './shared/config.js';
+import { SinkTenancy } from '../tenancy/sink-tenancy.js';
+import { databaseSinkShape, identifierSchema, refineTenancyStrategy } from './shared/config.js';
 import {
   DatabaseSink,
   type Encoded,
   NO_FAILURES,
   type RowFailure,
   type SinkDriver,
+  type SinkTargets,
 } from './shared/database-sink.js';
 import { type ErrorKind, RowRefusedError, transportErrorKind } from './shared/errors.js';
 import { RowMapper } from './shared/rows.js';
@@ -29,13 +31,36 @@ export const mongodbSinkSchema = z
     kind: z.literal('mongodb'),
     ...databaseSinkShape,
     url: z.string().min(1).describe('Connection string, e.g. mongodb://127.0.0.1:27017/.'),
-    database: identifierSchema.describe('Database name.'),
+    database: identifierSchema
+      .optional()
+      .describe('Database name (required, except with tenancy database: each tenant has its own).'),
     collection: z
       .string()
       .regex(/^(?!system\.)[A-Za-z_][A-Za-z0-9_.-]{0,119}$/, 'letters, digits, _ . and -, not system.*')
       .describe('Collection name.'),
   })
   .strict()
+  .superRefine((c, ctx) => {
+    refineTenancyStrategy(
+      ctx,
+      c.tenancy,
+      'mongodb',
+      ['row', 'database'],
+      'MongoDB has no schemas; database gives each tenant a database',
+    );
+    const strategy = c.tenancy?.strategy;
+    if (strategy === 'database' && c.database !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['database'],
+        message:
+          "with tenancy strategy database each tenant's database is the tenancy prefix + the tenant: remove database",
+      });
+    }
+    if ((strategy === undefined || strategy === 'row') && c.database === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['database'], message: 'missing required key (expected string)' });
+    }
+  })
   .describe('Upserts records as MongoDB documents with _id = the record id (bulkWrite of replaceOne).');
 
 export type MongodbSinkConfig = z.infer<typeof mongodbSinkSchema>;
@@ -93,10 +118,15 @@ function nonFinitePath(value: unknown, path: string): string | undefined {
   return undefined;
 }
 
-class MongoDriver implements SinkDriver<Document> {
+class MongoDriver implements SinkDriver<Document, Collection<Document> | undefined> {
   private readonly client: MongoClient;
-  private readonly collection: Collection<Document>;
+  /** The collection of a sink without tenancy or with `row`. */
+  private readonly collection: Collection<Document> | undefined;
   private readonly mapper: RowMapper;
+  private readonly tenancy: SinkTenancy | undefined;
+  /** row: the field holding the tenant, written by the sink and part of every filter. */
+  private readonly tenantField: string | undefined;
+  readonly targets?: SinkTargets<Collection<Document> | undefined>;
 
   constructor(config: MongodbSinkConfig) {
     this.mapper = new RowMapper(config.columns, ['_id']);
@@ -106,11 +136,34 @@ class MongoDriver implements SinkDriver<Document> {
       connectTimeoutMS: timeoutMs,
       socketTimeoutMS: timeoutMs,
     });
-    this.collection = this.client.db(config.database).collection(config.collection);
+    const tenancy = config.tenancy && new SinkTenancy(config.tenancy);
+    this.tenancy = tenancy;
+    this.tenantField = tenancy?.strategy === 'row' ? tenancy.column : undefined;
+    if (tenancy?.strategy === 'database') {
+      // A database per tenant, created by the server on the first write; a handle costs nothing.
+      this.targets = {
+        of: (record) => tenancy.namespaceOf(record),
+        acquire: async (database) => this.client.db(database).collection(config.collection),
+        release: () => {},
+      };
+    } else {
+      this.collection = this.client.db(config.database as string).collection(config.collection);
+    }
+  }
+
+  rowKey(record: FlotillaRecord): string {
+    return this.tenancy ? this.tenancy.rowKey(record) : record.id;
   }
 
   encode(record: FlotillaRecord): { payload: Document; bytes: number } {
-    const doc: Document = { _id: record.id, ...this.mapper.map(record) };
+    const row = this.mapper.map(record);
+    const doc: Document = { _id: record.id, ...row };
+    if (this.tenantField) {
+      const tenancy = this.tenancy as SinkTenancy;
+      const tenant = tenancy.tenantOf(record);
+      tenancy.checkRow(row, tenant);
+      doc[this.tenantField] = tenant;
+    }
     const bad = nonFinitePath(doc, '');
     if (bad)
       throw new RowRefusedError(`field '${bad}' is NaN or infinite, which MongoDB-wire servers refuse`);
@@ -120,13 +173,23 @@ class MongoDriver implements SinkDriver<Document> {
   /**
    * Unordered, but a refused document fails the whole statement (the sink then bisects): FerretDB
    * 1.24 stops at the first refused document and reports it at index 0, so per-document results
-   * cannot be trusted to say which documents landed.
+   * cannot be trusted to say which documents landed. With `row` the filter holds the tenant too:
+   * an id another tenant already has does not match, its upsert collides on `_id` (E11000) and
+   * the record is dead-lettered; the other tenant's document is never replaced.
    */
-  async flush(rows: Encoded<Document>[]): Promise<readonly RowFailure[]> {
-    const ops: AnyBulkWriteOperation<Document>[] = rows.map((r) => ({
-      replaceOne: { filter: { _id: r.payload._id }, replacement: r.payload, upsert: true },
+  async flush(
+    rows: Encoded<Document>[],
+    target: Collection<Document> | undefined,
+  ): Promise<readonly RowFailure[]> {
+    const field = this.tenantField;
+    const ops: AnyBulkWriteOperation<Document>[] = rows.map(({ payload }) => ({
+      replaceOne: {
+        filter: field ? { _id: payload._id, [field]: payload[field] } : { _id: payload._id },
+        replacement: payload,
+        upsert: true,
+      },
     }));
-    await this.collection.bulkWrite(ops, { ordered: false });
+    await (target ?? (this.collection as Collection<Document>)).bulkWrite(ops, { ordered: false });
     return NO_FAILURES;
   }
 
@@ -144,5 +207,10 @@ export const mongodbSink: ComponentDefinition<typeof mongodbSinkSchema, Sink> = 
   description: mongodbSinkSchema.description ?? '',
   schema: mongodbSinkSchema,
   create: (config, ctx) =>
-    new DatabaseSink(new MongoDriver(config), config, { kind: 'mongodb', lastPerId: true }, ctx),
+    new DatabaseSink<Document, Collection<Document> | undefined>(
+      new MongoDriver(config),
+      config,
+      { kind: 'mongodb', lastPerId: true },
+      ctx,
+    ),
 };

@@ -1,9 +1,12 @@
+import { createHash } from 'node:crypto';
 import { finished } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { z } from 'zod';
 import type { ComponentContext, ComponentDefinition, Sink } from '../core/component.js';
 import type { FlotillaRecord } from '../core/record.js';
+import { SinkTenancy } from '../tenancy/sink-tenancy.js';
+import { TargetCache } from '../tenancy/target-cache.js';
 import { columnTypeSchema, databaseSinkShape, identifierSchema } from './shared/config.js';
 import {
   DatabaseSink,
@@ -12,6 +15,7 @@ import {
   onceUntilDone,
   type RowFailure,
   type SinkDriver,
+  type SinkTargets,
 } from './shared/database-sink.js';
 import { type ErrorKind, RowRefusedError, SinkConfigError, transportErrorKind } from './shared/errors.js';
 import { RowMapper } from './shared/rows.js';
@@ -34,18 +38,55 @@ export const postgresSinkSchema = z
       .describe(
         'insert: one INSERT … SELECT FROM unnest($1::text[], …) ON CONFLICT per statement (the faster here, see docs/sinks.md); copy: COPY into a temporary staging table, then INSERT … SELECT … ON CONFLICT, in one transaction.',
       ),
-    pool_size: z.number().int().min(1).max(100).default(4).describe('Connections in the pool.'),
+    pool_size: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(4)
+      .describe('Connections in the pool (with tenancy database: in each tenant database pool).'),
+    tenant_pools: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(8)
+      .describe(
+        'tenancy database: tenant databases with an open pool, at most; beyond it the least recently used idle pool is closed.',
+      ),
     create_table: z
       .object({
         columns: z
           .record(identifierSchema, columnTypeSchema)
-          .describe('Column name → PostgreSQL type; the id column (text PRIMARY KEY) is added if absent.'),
+          .describe(
+            'Column name → PostgreSQL type; the id column (text PRIMARY KEY) is added if absent (tenancy row: the tenant column too, and the key is (tenant, id)).',
+          ),
       })
       .strict()
       .optional()
-      .describe('Create the table if it does not exist.'),
+      .describe(
+        'Create the table if it does not exist (with tenancy schema or database: in each tenant namespace).',
+      ),
   })
   .strict()
+  .superRefine((c, ctx) => {
+    const strategy = c.tenancy?.strategy;
+    if ((strategy === 'schema' || strategy === 'database') && !c.create_table) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['create_table'],
+        message: `tenancy strategy ${strategy} creates each tenant's table on first use: declare create_table.columns`,
+      });
+    }
+    if (strategy === 'schema' && c.schema !== 'public') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['schema'],
+        message:
+          "with tenancy strategy schema each tenant's schema is the tenancy prefix + the tenant: remove schema",
+      });
+    }
+  })
   .describe('Upserts records into a PostgreSQL table on the record id (INSERT … ON CONFLICT DO UPDATE).');
 
 export type PostgresSinkConfig = z.infer<typeof postgresSinkSchema>;
@@ -61,17 +102,16 @@ interface Column {
 interface Statements {
   /** Every column of the table by name (a value field must be one of them). */
   tableColumns: Map<string, Column>;
-  /** The columns each row carries, the id column first. */
+  /** The columns each row carries: the id column first (for `row`, then the tenant column). */
   written: Column[];
   insert: string;
+  /** copy mode: the session's temporary staging table and its creation. */
+  staging: { name: string; create: string };
   copy: string;
-  createStaging: string;
   merge: string;
 }
 
 type Payload = (string | null)[];
-
-const STAGING = 'pg_temp."flotilla_staging"';
 
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
@@ -141,52 +181,113 @@ export function classifyPostgresError(err: unknown): ErrorKind {
   return 'other';
 }
 
-class PostgresDriver implements SinkDriver<Payload> {
+/** Where one target's rows go: a table reached through a pool, and its statements. */
+interface Target {
+  pool: pg.Pool;
+  /** Quoted `schema.table`. */
+  table: string;
+  statements: Statements;
+  /** row: the tenant each transaction sets as TENANT_SETTING, which the row-level security policy reads. */
+  tenant?: string;
+}
+
+/** The setting the row-level security policy compares the tenant column with; set per transaction. */
+export const TENANT_SETTING = 'flotilla.tenant';
+/** Name of the policy the sink creates on a `row` table. */
+export const TENANT_POLICY = 'flotilla_tenant_isolation';
+/** Tenant schemas whose statements are kept; a schema used again after eviction is re-read. */
+const CACHED_TENANT_TABLES = 1024;
+const DUPLICATE_DATABASE = '42P04';
+
+const tableName = (schema: string, table: string) => `${quoteIdent(schema)}.${quoteIdent(table)}`;
+
+/** The connection string with another database. */
+function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  return u.toString();
+}
+
+class PostgresDriver implements SinkDriver<Payload, Target | undefined> {
   private readonly pool: pg.Pool;
   private readonly mapper: RowMapper;
-  private readonly table: string;
-  private statements: Statements | undefined;
-  /** Pooled connections that already have the staging table (temporary tables are per session). */
-  private readonly staged = new WeakSet<pg.PoolClient>();
-  readonly prepare: () => Promise<void>;
+  private readonly tenancy: SinkTenancy | undefined;
+  /** row: the tenant column, written by the sink and part of the conflict target. */
+  private readonly tenantColumn: string | undefined;
+  /** The table of a sink without tenancy or with `row` (one table for every tenant). */
+  private single: Target | undefined;
+  /** schema and database: each tenant's table (and, for database, its pool). */
+  private readonly perTenant: TargetCache<Target> | undefined;
+  /** Staging tables each pooled connection already has (temporary tables are per session). */
+  private readonly staged = new WeakMap<pg.PoolClient, Set<string>>();
+  readonly prepare?: () => Promise<void>;
+  readonly targets?: SinkTargets<Target | undefined>;
 
   constructor(
     private readonly config: PostgresSinkConfig,
-    ctx: ComponentContext,
+    private readonly ctx: ComponentContext,
   ) {
     this.mapper = new RowMapper(config.columns, [config.id_column]);
-    this.table = `${quoteIdent(config.schema)}.${quoteIdent(config.table)}`;
-    const timeoutMs = Math.round(config.timeout * 1000);
-    this.pool = new pg.Pool({
-      connectionString: config.url,
-      max: config.pool_size,
-      connectionTimeoutMillis: timeoutMs,
-      query_timeout: timeoutMs,
-      statement_timeout: timeoutMs,
-      keepAlive: true,
-    });
-    // An idle connection that breaks must not crash the process; the next write reports it.
-    this.pool.on('error', (err) => ctx.logger.debug({ err }, 'idle PostgreSQL connection closed'));
-    this.prepare = onceUntilDone(async () => {
-      if (config.create_table) await this.pool.query(this.createTableSql(config.create_table.columns));
-      this.statements = await this.readTable();
-    });
+    const tenancy = config.tenancy && new SinkTenancy(config.tenancy);
+    this.tenancy = tenancy;
+    this.tenantColumn = tenancy?.strategy === 'row' ? tenancy.column : undefined;
+    this.pool = this.newPool(config.url);
+    if (!tenancy || tenancy.strategy === 'row') {
+      const table = tableName(config.schema, config.table);
+      this.prepare = onceUntilDone(async () => {
+        this.single = await this.prepareTable(this.pool, table);
+      });
+    } else if (tenancy.strategy === 'schema') {
+      this.perTenant = new TargetCache({
+        max: CACHED_TENANT_TABLES,
+        open: (schema) =>
+          this.prepareTable(
+            this.pool,
+            tableName(schema, config.table),
+            `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`,
+          ),
+      });
+    } else {
+      this.perTenant = new TargetCache({
+        max: config.tenant_pools,
+        open: (database) => this.openTenantDatabase(database),
+        close: (target) => target.pool.end(),
+      });
+    }
+    if (tenancy) {
+      const perTenant = this.perTenant;
+      this.targets = {
+        of: (record) => tenancy.targetOf(record),
+        // row: one table; the target is the tenant its transactions set.
+        acquire: perTenant
+          ? (namespace) => perTenant.acquire(namespace)
+          : async (tenant) => ({ ...(this.single as Target), tenant }),
+        release: (namespace) => perTenant?.release(namespace),
+      };
+    }
   }
 
-  encode(record: FlotillaRecord): { payload: Payload; bytes: number } {
-    const st = this.statements as Statements;
+  encode(record: FlotillaRecord, target: Target | undefined): { payload: Payload; bytes: number } {
+    const { statements: st, table, tenant } = target ?? (this.single as Target);
     const row = this.mapper.map(record);
+    if (tenant !== undefined) this.tenancy?.checkRow(row, tenant);
     for (const field in row) {
       if (!st.tableColumns.has(field)) {
         throw new RowRefusedError(
-          `table ${this.table} has no column ${quoteIdent(field)} (pick fields with columns:)`,
+          `table ${table} has no column ${quoteIdent(field)} (pick fields with columns:)`,
         );
       }
     }
     const payload: Payload = new Array(st.written.length);
     payload[0] = record.id;
     let bytes = record.id.length;
-    for (let i = 1; i < st.written.length; i++) {
+    let first = 1;
+    if (tenant !== undefined) {
+      payload[1] = tenant;
+      bytes += tenant.length + 1;
+      first = 2;
+    }
+    for (let i = first; i < st.written.length; i++) {
       const column = st.written[i] as Column;
       const text = column.toText(row[column.name]);
       payload[i] = text;
@@ -195,8 +296,21 @@ class PostgresDriver implements SinkDriver<Payload> {
     return { payload, bytes };
   }
 
-  flush(rows: Encoded<Payload>[]): Promise<readonly RowFailure[]> {
-    return this.config.mode === 'copy' ? this.copyAndMerge(rows) : this.insert(rows);
+  /**
+   * `insert` without a tenant to set is one pooled statement; `copy`, and any write of a `row`
+   * tenant, is a transaction on one connection (SET LOCAL only lasts that long).
+   */
+  async flush(rows: Encoded<Payload>[], target: Target | undefined): Promise<readonly RowFailure[]> {
+    const t = target ?? (this.single as Target);
+    const st = t.statements;
+    if (this.config.mode === 'copy') {
+      await this.inTransaction(t, (client) => this.copyAndMerge(client, st, rows), st.staging);
+    } else if (t.tenant !== undefined) {
+      await this.inTransaction(t, (client) => client.query(st.insert, insertParams(st, rows)));
+    } else {
+      await t.pool.query(st.insert, insertParams(st, rows));
+    }
+    return NO_FAILURES;
   }
 
   classify(err: unknown): ErrorKind {
@@ -210,22 +324,100 @@ class PostgresDriver implements SinkDriver<Payload> {
     return m ? Number(m[1]) - 1 : undefined;
   }
 
-  close(): Promise<void> {
-    return this.pool.end();
+  async close(): Promise<void> {
+    await this.perTenant?.close();
+    await this.pool.end();
   }
 
-  /** One INSERT … SELECT FROM unnest($1::text[], …): one parameter per column, any number of rows. */
-  private async insert(rows: Encoded<Payload>[]): Promise<readonly RowFailure[]> {
-    const st = this.statements as Statements;
-    const params = st.written.map((_, c) => rows.map((r) => r.payload[c] ?? null));
-    await this.pool.query(st.insert, params);
-    return NO_FAILURES;
+  private newPool(connectionString: string): pg.Pool {
+    const timeoutMs = Math.round(this.config.timeout * 1000);
+    const pool = new pg.Pool({
+      connectionString,
+      max: this.config.pool_size,
+      connectionTimeoutMillis: timeoutMs,
+      query_timeout: timeoutMs,
+      statement_timeout: timeoutMs,
+      keepAlive: true,
+    });
+    // An idle connection that breaks must not crash the process; the next write reports it.
+    pool.on('error', (err) => this.ctx.logger.debug({ err }, 'idle PostgreSQL connection closed'));
+    return pool;
   }
 
-  /** COPY into the session's staging table and merge, in one transaction (staging empties at commit). */
-  private async copyAndMerge(rows: Encoded<Payload>[]): Promise<readonly RowFailure[]> {
-    const st = this.statements as Statements;
-    const client = await this.pool.connect();
+  /** Runs `setup` (a schema), creates the table if declared, secures it for `row`, reads its columns. */
+  private async prepareTable(pool: pg.Pool, table: string, setup?: string): Promise<Target> {
+    if (setup) await pool.query(setup);
+    if (this.config.create_table)
+      await pool.query(this.createTableSql(table, this.config.create_table.columns));
+    if (this.tenantColumn) await this.ensureRowSecurity(pool, table, this.tenantColumn);
+    return { pool, table, statements: await this.readTable(pool, table) };
+  }
+
+  /**
+   * ENABLE and FORCE row-level security (FORCE: the policy binds the table's owner too; only
+   * superusers and BYPASSRLS roles pass it) and a policy that shows and accepts only rows of the
+   * tenant the transaction set. Done once per table, by whoever may (the owner); then skipped.
+   */
+  private async ensureRowSecurity(pool: pg.Pool, table: string, column: string): Promise<void> {
+    const { rows } = await pool.query<{ enabled: boolean; forced: boolean; policy: boolean }>(
+      `SELECT c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced,
+              EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2) AS policy
+         FROM pg_class c WHERE c.oid = $1::regclass`,
+      [table, TENANT_POLICY],
+    );
+    const state = rows[0];
+    const owned = `${quoteIdent(column)} = current_setting('${TENANT_SETTING}', true)`;
+    const ddl: string[] = [];
+    if (!state?.enabled) ddl.push(`ALTER TABLE ${table} ENABLE ROW LEVEL SECURITY`);
+    if (!state?.forced) ddl.push(`ALTER TABLE ${table} FORCE ROW LEVEL SECURITY`);
+    if (!state?.policy) {
+      ddl.push(
+        `CREATE POLICY ${quoteIdent(TENANT_POLICY)} ON ${table} USING (${owned}) WITH CHECK (${owned})`,
+      );
+    }
+    if (ddl.length > 0) await pool.query(ddl.join('; '));
+  }
+
+  /** Creates the tenant's database if missing (closed to PUBLIC), then its table, with a pool of its own. */
+  private async openTenantDatabase(database: string): Promise<Target> {
+    const exists = await this.pool.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    if (exists.rowCount === 0) {
+      await this.pool.query(`CREATE DATABASE ${quoteIdent(database)}`).catch((err: unknown) => {
+        // Another worker created it first.
+        if ((err as { code?: unknown }).code !== DUPLICATE_DATABASE) throw err;
+      });
+    }
+    // New databases grant CONNECT to PUBLIC; every time, in case a creator died before revoking.
+    await this.pool.query(`REVOKE ALL ON DATABASE ${quoteIdent(database)} FROM PUBLIC`);
+    const pool = this.newPool(withDatabase(this.config.url, database));
+    try {
+      return await this.prepareTable(pool, tableName(this.config.schema, this.config.table));
+    } catch (err) {
+      await pool.end().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** COPY into the session's staging table and merge (the staging table empties at commit). */
+  private async copyAndMerge(client: pg.PoolClient, st: Statements, rows: Encoded<Payload>[]): Promise<void> {
+    const copy = client.query(copyFrom(st.copy));
+    let body = '';
+    for (const r of rows) body += copyLine(r.payload);
+    copy.end(body);
+    await finished(copy);
+    await client.query(st.merge);
+  }
+
+  /**
+   * Runs `work` in a transaction on one connection, with the target's tenant set for it; `staging`
+   * names a temporary table created first, outside the transaction, once per connection.
+   */
+  private async inTransaction(
+    target: Target,
+    work: (client: pg.PoolClient) => Promise<unknown>,
+    staging?: { name: string; create: string },
+  ): Promise<void> {
+    const client = await target.pool.connect();
     let broken: unknown;
     // A checked-out connection that drops between statements emits 'error': note it, do not crash.
     const onError = (err: Error) => {
@@ -233,18 +425,13 @@ class PostgresDriver implements SinkDriver<Payload> {
     };
     client.on('error', onError);
     try {
-      if (!this.staged.has(client)) {
-        await client.query(st.createStaging);
-        this.staged.add(client);
-      }
+      if (staging) await this.ensureStaging(client, staging);
       await client.query('BEGIN');
       try {
-        const copy = client.query(copyFrom(st.copy));
-        let body = '';
-        for (const r of rows) body += copyLine(r.payload);
-        copy.end(body);
-        await finished(copy);
-        await client.query(st.merge);
+        if (target.tenant !== undefined) {
+          await client.query(`SELECT set_config('${TENANT_SETTING}', $1, true)`, [target.tenant]);
+        }
+        await work(client);
         await client.query('COMMIT');
       } catch (err) {
         await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
@@ -252,7 +439,6 @@ class PostgresDriver implements SinkDriver<Payload> {
         });
         throw err;
       }
-      return NO_FAILURES;
     } catch (err) {
       if (classifyPostgresError(err) !== 'row') broken ??= err;
       throw err;
@@ -263,22 +449,44 @@ class PostgresDriver implements SinkDriver<Payload> {
     }
   }
 
-  private createTableSql(columns: Record<string, string>): string {
-    const id = this.config.id_column;
-    const defs = Object.entries({ [id]: columns[id] ?? 'text', ...columns }).map(
-      ([name, type]) => `${quoteIdent(name)} ${type}${name === id ? ' PRIMARY KEY' : ''}`,
-    );
-    return `CREATE TABLE IF NOT EXISTS ${this.table} (${defs.join(', ')})`;
+  private async ensureStaging(
+    client: pg.PoolClient,
+    staging: { name: string; create: string },
+  ): Promise<void> {
+    let names = this.staged.get(client);
+    if (names?.has(staging.name)) return;
+    await client.query(staging.create);
+    if (!names) {
+      names = new Set();
+      this.staged.set(client, names);
+    }
+    names.add(staging.name);
   }
 
-  private async readTable(): Promise<Statements> {
-    const { rows } = await this.pool.query<{ name: string; type: string; category: string; base: string }>(
+  private createTableSql(table: string, columns: Record<string, string>): string {
+    const id = this.config.id_column;
+    const tenant = this.tenantColumn;
+    const types = {
+      [id]: columns[id] ?? 'text',
+      ...(tenant ? { [tenant]: columns[tenant] ?? 'text' } : {}),
+      ...columns,
+    };
+    const defs = Object.entries(types).map(
+      ([name, type]) => `${quoteIdent(name)} ${type}${!tenant && name === id ? ' PRIMARY KEY' : ''}`,
+    );
+    // row: the key is (tenant, id), so a tenant's upsert can only ever meet its own rows.
+    if (tenant) defs.push(`PRIMARY KEY (${quoteIdent(tenant)}, ${quoteIdent(id)})`);
+    return `CREATE TABLE IF NOT EXISTS ${table} (${defs.join(', ')})`;
+  }
+
+  private async readTable(pool: pg.Pool, table: string): Promise<Statements> {
+    const { rows } = await pool.query<{ name: string; type: string; category: string; base: string }>(
       `SELECT a.attname AS name, format_type(a.atttypid, NULL) AS type, t.typcategory AS category,
               format_type(COALESCE(NULLIF(t.typelem, 0), t.oid), NULL) AS base
          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
         WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
         ORDER BY a.attnum`,
-      [this.table],
+      [table],
     );
     const tableColumns = new Map<string, Column>(
       rows.map((r) => {
@@ -287,40 +495,86 @@ class PostgresDriver implements SinkDriver<Payload> {
         return [r.name, { name: r.name, type: r.type, toText }];
       }),
     );
-    const id = tableColumns.get(this.config.id_column);
-    if (!id)
-      throw new SinkConfigError(`table ${this.table} has no id column ${quoteIdent(this.config.id_column)}`);
-    const names = this.mapper.declared ?? [...tableColumns.keys()].filter((n) => n !== id.name);
-    const others = names.map((name) => {
-      const column = tableColumns.get(name);
-      if (!column)
-        throw new SinkConfigError(`table ${this.table} has no column ${quoteIdent(name)} (from columns:)`);
-      return column;
-    });
-    return this.buildStatements(tableColumns, [id, ...others]);
+    const column = (name: string, from: string) => {
+      const found = tableColumns.get(name);
+      if (!found) throw new SinkConfigError(`table ${table} has no ${from} column ${quoteIdent(name)}`);
+      return found;
+    };
+    const keys = [column(this.config.id_column, 'id')];
+    if (this.tenantColumn) {
+      keys.push(column(this.tenantColumn, 'tenant'));
+      await this.checkTenantKey(pool, table);
+    }
+    const keyNames = keys.map((k) => k.name);
+    const names = (this.mapper.declared ?? [...tableColumns.keys()]).filter((n) => !keyNames.includes(n));
+    return buildStatements(
+      table,
+      tableColumns,
+      keys,
+      names.map((name) => column(name, 'columns:')),
+    );
   }
 
-  private buildStatements(tableColumns: Map<string, Column>, written: Column[]): Statements {
-    const list = written.map((c) => quoteIdent(c.name)).join(', ');
-    const [id, ...others] = written.map((c) => quoteIdent(c.name));
-    const onConflict =
-      others.length === 0
-        ? `ON CONFLICT (${id}) DO NOTHING`
-        : `ON CONFLICT (${id}) DO UPDATE SET ${others.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`;
-    // Cast to the type without its modifier: the assignment then checks varchar(n) and numeric(p,s)
-    // instead of an explicit cast silently truncating.
-    const casts = written.map((c, i) => `u.c${i}::${c.type}`).join(', ');
-    const unnest = written.map((_, i) => `$${i + 1}::text[]`).join(', ');
-    const aliases = written.map((_, i) => `c${i}`).join(', ');
-    return {
-      tableColumns,
-      written,
-      insert: `INSERT INTO ${this.table} (${list}) SELECT ${casts} FROM unnest(${unnest}) AS u(${aliases}) ${onConflict}`,
-      createStaging: `CREATE TEMPORARY TABLE IF NOT EXISTS ${STAGING} ON COMMIT DELETE ROWS AS SELECT ${list} FROM ${this.table} WITH NO DATA`,
-      copy: `COPY ${STAGING} (${list}) FROM STDIN`,
-      merge: `INSERT INTO ${this.table} (${list}) SELECT ${list} FROM ${STAGING} ${onConflict}`,
-    };
+  /** row: the conflict target (tenant, id) needs a unique index on exactly those columns. */
+  private async checkTenantKey(pool: pg.Pool, table: string): Promise<void> {
+    const keys = [this.config.id_column, this.tenantColumn as string];
+    const { rows } = await pool.query<{ found: boolean }>(
+      `SELECT EXISTS (
+         SELECT 1 FROM pg_index i
+          WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indpred IS NULL AND i.indnatts = 2
+            AND (SELECT array_agg(a.attname::text) FROM pg_attribute a
+                  WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) @> $2::text[]
+       ) AS found`,
+      [table, keys],
+    );
+    if (!rows[0]?.found) {
+      throw new SinkConfigError(
+        `table ${table} has no primary key or unique index on (${keys.map(quoteIdent).join(', ')}): with tenancy row the sink upserts on the tenant and the id, so one tenant's write can never replace another's row`,
+      );
+    }
   }
+}
+
+function insertParams(st: Statements, rows: Encoded<Payload>[]): (string | null)[][] {
+  return st.written.map((_, c) => rows.map((r) => r.payload[c] ?? null));
+}
+
+/**
+ * The statements of one table. `keys` are the conflict target (id, or tenant and id) and come
+ * first in every row; `others` are updated on conflict.
+ */
+function buildStatements(
+  table: string,
+  tableColumns: Map<string, Column>,
+  keys: Column[],
+  others: Column[],
+): Statements {
+  const written = [...keys, ...others];
+  const list = written.map((c) => quoteIdent(c.name)).join(', ');
+  const conflict = keys.map((c) => quoteIdent(c.name)).join(', ');
+  const updated = others.map((c) => quoteIdent(c.name));
+  const onConflict =
+    updated.length === 0
+      ? `ON CONFLICT (${conflict}) DO NOTHING`
+      : `ON CONFLICT (${conflict}) DO UPDATE SET ${updated.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`;
+  // Cast to the type without its modifier: the assignment then checks varchar(n) and numeric(p,s)
+  // instead of an explicit cast silently truncating.
+  const casts = written.map((c, i) => `u.c${i}::${c.type}`).join(', ');
+  const unnest = written.map((_, i) => `$${i + 1}::text[]`).join(', ');
+  const aliases = written.map((_, i) => `c${i}`).join(', ');
+  // One staging table per target table in a session (tenant schemas share connections).
+  const staging = `pg_temp.${quoteIdent(`flotilla_staging_${createHash('sha1').update(table).digest('hex').slice(0, 16)}`)}`;
+  return {
+    tableColumns,
+    written,
+    insert: `INSERT INTO ${table} (${list}) SELECT ${casts} FROM unnest(${unnest}) AS u(${aliases}) ${onConflict}`,
+    staging: {
+      name: staging,
+      create: `CREATE TEMPORARY TABLE IF NOT EXISTS ${staging} ON COMMIT DELETE ROWS AS SELECT ${list} FROM ${table} WITH NO DATA`,
+    },
+    copy: `COPY ${staging} (${list}) FROM STDIN`,
+    merge: `INSERT INTO ${table} (${list}) SELECT ${list} FROM ${staging} ${onConflict}`,
+  };
 }
 
 export const postgresSink: ComponentDefinition<typeof postgresSinkSchema, Sink> = {
@@ -328,5 +582,10 @@ export const postgresSink: ComponentDefinition<typeof postgresSinkSchema, Sink> 
   description: postgresSinkSchema.description ?? '',
   schema: postgresSinkSchema,
   create: (config, ctx) =>
-    new DatabaseSink(new PostgresDriver(config, ctx), config, { kind: 'postgres', lastPerId: true }, ctx),
+    new DatabaseSink<Payload, Target | undefined>(
+      new PostgresDriver(config, ctx),
+      config,
+      { kind: 'postgres', lastPerId: true },
+      ctx,
+    ),
 };

@@ -6,7 +6,13 @@ import type { ComponentContext, ComponentDefinition, Sink } from '../core/compon
 import { FlotillaError } from '../core/errors.js';
 import type { FlotillaRecord } from '../core/record.js';
 import { type CompiledExpression, ExpressionError } from '../expr/index.js';
-import { compileFieldExpression, databaseSinkShape, identifierSchema } from './shared/config.js';
+import { SinkTenancy } from '../tenancy/sink-tenancy.js';
+import {
+  compileFieldExpression,
+  databaseSinkShape,
+  identifierSchema,
+  refineTenancyStrategy,
+} from './shared/config.js';
 import { DatabaseSink, type Encoded, type RowFailure, type SinkDriver } from './shared/database-sink.js';
 import {
   type ErrorKind,
@@ -133,6 +139,13 @@ export const redisSinkSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    refineTenancyStrategy(
+      ctx,
+      c.tenancy,
+      'redis',
+      ['row'],
+      "Redis has no schemas or named databases; row prefixes every key, channel and stream with the tenant's namespace (prefix + tenant + ':')",
+    );
     const allowed: readonly string[] = MODE_OPTIONS[c.mode];
     const target = allowed[0] as keyof typeof c;
     if (c[target] === undefined) {
@@ -218,12 +231,14 @@ class RedisDriver implements SinkDriver<Payload> {
   private readonly timeoutMs: number;
   private readonly guardTtlMs: number;
   private readonly flat: boolean;
+  private readonly tenancy: SinkTenancy | undefined;
 
   constructor(
     private readonly config: RedisSinkConfig,
     ctx: ComponentContext,
   ) {
     this.mapper = new RowMapper(config.columns, [config.id_field]);
+    this.tenancy = config.tenancy && new SinkTenancy(config.tenancy);
     this.target = (config.key ?? config.channel ?? config.stream) as KeyTemplate;
     this.timeoutMs = Math.round(config.timeout * 1000);
     this.guardTtlMs = Math.round((config.dedupe_ttl ?? 86_400) * 1000);
@@ -250,8 +265,16 @@ class RedisDriver implements SinkDriver<Payload> {
     }
   }
 
+  rowKey(record: FlotillaRecord): string {
+    return this.tenancy ? this.tenancy.rowKey(record) : record.id;
+  }
+
   encode(record: FlotillaRecord): { payload: Payload; bytes: number } {
-    const target = this.target.render(record);
+    // With tenancy, the tenant's namespace prefixes the key, channel or stream (and so its guard
+    // key); it is checked first, so a bad tenant is what a refused record reports.
+    const namespace = this.tenancy?.namespaceOf(record);
+    const rendered = this.target.render(record);
+    const target = namespace === undefined ? rendered : `${namespace}:${rendered}`;
     const row: Row = this.mapper.map(record);
     let value: string | string[];
     let bytes = target.length;

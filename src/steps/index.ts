@@ -1,3 +1,4 @@
+import { quotaStep } from '../tenancy/quota-step.js';
 import { anomalyStep } from './anomaly/index.js';
 import { codeStep } from './code.js';
 import { decodeStep } from './decode.js';
@@ -15,4 +16,5 @@ export const stepKinds = [
   codeStep,
   anomalyStep,
   windowStep,
+  quotaStep,
 ] as const;

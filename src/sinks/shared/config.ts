@@ -5,6 +5,7 @@ import {
   DEFAULT_VARIABLES,
   ExpressionError,
 } from '../../expr/index.js';
+import { namespacePrefixSchema, tenantFieldSchema } from '../../tenancy/tenant.js';
 
 /** What a sink's column expressions and key templates see: a step's variables plus the record id. */
 export const SINK_VARIABLES: readonly string[] = [...DEFAULT_VARIABLES, 'id'];
@@ -93,6 +94,49 @@ export const circuitSchema = z
   .strict()
   .describe('Circuit breaker: while open, writes fail at once and the sink reports unhealthy.');
 
+export const tenancyStrategies = ['row', 'schema', 'database'] as const;
+export type TenancyStrategy = (typeof tenancyStrategies)[number];
+
+export const tenancySchema = z
+  .object({
+    strategy: z
+      .enum(tenancyStrategies)
+      .describe(
+        'row: a tenant column (PostgreSQL: with row-level security); schema: a PostgreSQL schema or a ClickHouse database per tenant; database: a PostgreSQL or MongoDB database per tenant.',
+      ),
+    field: tenantFieldSchema,
+    column: identifierSchema
+      .default('tenant')
+      .describe('row: the column (or document field) the sink writes the tenant to.'),
+    prefix: namespacePrefixSchema
+      .default('tenant_')
+      .describe(
+        "schema, database, and Redis keys: a tenant's namespace is prefix + tenant, e.g. tenant_acme.",
+      ),
+  })
+  .strict()
+  .describe(
+    'Tenant isolation: every record has a tenant (a validated name); records without one are dead-lettered. See docs/tenancy.md.',
+  );
+
+export type TenancyConfig = z.infer<typeof tenancySchema>;
+
+/** A sink's `superRefine` check: the strategy is one the sink supports, else an error at tenancy.strategy. */
+export function refineTenancyStrategy(
+  ctx: z.RefinementCtx,
+  tenancy: TenancyConfig | undefined,
+  kind: string,
+  supported: readonly TenancyStrategy[],
+  hint: string,
+): void {
+  if (!tenancy || supported.includes(tenancy.strategy)) return;
+  ctx.addIssue({
+    code: 'custom',
+    path: ['tenancy', 'strategy'],
+    message: `the ${kind} sink does not support tenancy strategy '${tenancy.strategy}' (supported: ${supported.join(', ')}): ${hint}`,
+  });
+}
+
 export type BatchConfig = z.infer<typeof batchSchema>;
 export type CircuitConfig = z.infer<typeof circuitSchema>;
 
@@ -112,6 +156,7 @@ export const databaseSinkShape = {
     .positive()
     .default(10)
     .describe('Seconds to connect or run one statement before the write counts as failed (retriable).'),
+  tenancy: tenancySchema.optional(),
 };
 
 /** The part of a database sink's config the shared layer reads. */

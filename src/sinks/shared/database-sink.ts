@@ -21,21 +21,46 @@ export interface RowFailure {
 
 export const NO_FAILURES: readonly RowFailure[] = [];
 
-/** What differs between databases; batching, bisection, the breaker and metrics are shared. */
-export interface SinkDriver<P> {
+/**
+ * Where a tenant-aware driver sends each record: a target (a tenant, or a tenant's schema or
+ * database) with its own prepared state. A batch is grouped per target and written one target
+ * at a time, each with its own statements.
+ */
+export interface SinkTargets<T> {
+  /** The target of a record; throws RowRefusedError for a record that has none (it is dead-lettered). */
+  of(record: FlotillaRecord): string;
+  /**
+   * The target's state, prepared on first use (schema, database, table, pool); failures are
+   * classified and retried like `prepare`. Each acquire is followed by one `release`.
+   */
+  acquire(target: string): Promise<T>;
+  release(target: string): void;
+}
+
+/**
+ * What differs between databases; batching, bisection, the breaker and metrics are shared.
+ * `T` is a target's state for drivers with `targets` (undefined is passed to the others).
+ */
+export interface SinkDriver<P, T = undefined> {
   /**
    * Connects and reads or creates the table, once; called before every write, so it must be
    * cheap once done and must try again after a failure.
    */
   prepare?(): Promise<void>;
-  /** Encodes one record; throws RowRefusedError for a record that cannot become a row. */
-  encode(record: FlotillaRecord): { payload: P; bytes: number };
+  targets?: SinkTargets<T>;
   /**
-   * Writes one statement's rows, idempotently on their ids. Either it throws (nothing or an
-   * unknown part landed: the caller classifies the error) or it resolves with the rows the
-   * database refused individually (drivers whose protocol reports per row: MongoDB, Redis).
+   * The row a record writes, when it is more than its id (a tenant column beside the id): of
+   * records with one key in a group only the last is written (`lastPerId`). Default: the id.
    */
-  flush(rows: Encoded<P>[]): Promise<readonly RowFailure[]>;
+  rowKey?(record: FlotillaRecord): string;
+  /** Encodes one record; throws RowRefusedError for a record that cannot become a row. */
+  encode(record: FlotillaRecord, target: T): { payload: P; bytes: number };
+  /**
+   * Writes one statement's rows (all of one target), idempotently on their ids. Either it throws
+   * (nothing or an unknown part landed: the caller classifies the error) or it resolves with the
+   * rows the database refused individually (drivers whose protocol reports per row: MongoDB, Redis).
+   */
+  flush(rows: Encoded<P>[], target: T): Promise<readonly RowFailure[]>;
   classify(err: unknown): ErrorKind;
   /** The index, in the failed statement, of the row a row error names, when the database says. */
   failedRow?(err: unknown): number | undefined;
@@ -63,8 +88,9 @@ export interface SinkStats {
  * them in order, and when a statement fails on a row error, splits it (at the row the database
  * names, else in halves) until only the refused rows are left; those go to `ctx.reject`, the rest
  * land. Retriable errors throw (the worker retries the batch) and feed the circuit breaker.
+ * A driver with `targets` (tenants) gets the batch grouped per target, one target at a time.
  */
-export class DatabaseSink<P> implements Sink {
+export class DatabaseSink<P, T = undefined> implements Sink {
   readonly name: string;
   readonly stats: SinkStats = {
     statements: 0,
@@ -77,7 +103,7 @@ export class DatabaseSink<P> implements Sink {
   private readonly metrics: SinkMetrics;
 
   constructor(
-    private readonly driver: SinkDriver<P>,
+    private readonly driver: SinkDriver<P, T>,
     private readonly config: DatabaseSinkConfig,
     private readonly options: DatabaseSinkOptions,
     ctx: ComponentContext,
@@ -106,7 +132,7 @@ export class DatabaseSink<P> implements Sink {
       throw err;
     }
     try {
-      await this.writeStatements(this.options.lastPerId ? lastPerId(records) : records, ctx);
+      await this.writeTargets(records, ctx);
     } catch (err) {
       this.breaker.failed(err, probe);
       throw err;
@@ -118,45 +144,90 @@ export class DatabaseSink<P> implements Sink {
     return this.driver.close();
   }
 
-  private async writeStatements(records: FlotillaRecord[], ctx: SinkContext): Promise<void> {
-    if (this.driver.prepare) {
+  /** Without targets the batch is one group; with them, one group per target, in first-seen order. */
+  private async writeTargets(records: FlotillaRecord[], ctx: SinkContext): Promise<void> {
+    const prepare = this.driver.prepare?.bind(this.driver);
+    if (prepare) await this.prepared(prepare);
+    const { targets } = this.driver;
+    if (!targets) {
+      await this.writeStatements(records, undefined as T, ctx);
+      return;
+    }
+    for (const [target, group] of this.groupByTarget(records, targets, ctx)) {
+      const state = await this.prepared(() => targets.acquire(target));
       try {
-        await this.driver.prepare();
-      } catch (err) {
-        const kind = this.driver.classify(err);
-        this.metrics.error(kind);
-        throw new SinkWriteError(this.name, kind, err);
+        await this.writeStatements(group, state, ctx);
+      } finally {
+        targets.release(target);
       }
     }
+  }
+
+  /** Runs a preparation; its failure is retriable whatever it is (a write failure of the sink). */
+  private async prepared<R>(prepare: () => Promise<R>): Promise<R> {
+    try {
+      return await prepare();
+    } catch (err) {
+      const kind = this.driver.classify(err);
+      this.metrics.error(kind);
+      throw new SinkWriteError(this.name, kind, err);
+    }
+  }
+
+  private groupByTarget(
+    records: FlotillaRecord[],
+    targets: SinkTargets<T>,
+    ctx: SinkContext,
+  ): Map<string, FlotillaRecord[]> {
+    const groups = new Map<string, FlotillaRecord[]>();
+    for (const record of records) {
+      let target: string;
+      try {
+        target = targets.of(record);
+      } catch (err) {
+        if (!(err instanceof RowRefusedError)) throw err;
+        this.reject(ctx, record, err);
+        continue;
+      }
+      const group = groups.get(target);
+      if (group) group.push(record);
+      else groups.set(target, [record]);
+    }
+    return groups;
+  }
+
+  /** One group's records, cut into statements; ids are unique per target, so last-per-id is per group. */
+  private async writeStatements(group: FlotillaRecord[], target: T, ctx: SinkContext): Promise<void> {
+    const records = this.options.lastPerId ? lastPerId(group, this.driver.rowKey?.bind(this.driver)) : group;
     const { max_rows: maxRows, max_bytes: maxBytes } = this.config.batch;
     let rows: Encoded<P>[] = [];
     let bytes = 0;
     for (const record of records) {
       let encoded: Encoded<P>;
       try {
-        encoded = { record, ...this.driver.encode(record) };
+        encoded = { record, ...this.driver.encode(record, target) };
       } catch (err) {
         if (!(err instanceof RowRefusedError)) throw err;
         this.reject(ctx, record, err);
         continue;
       }
       if (rows.length > 0 && (rows.length >= maxRows || bytes + encoded.bytes > maxBytes)) {
-        await this.flush(rows, bytes, ctx);
+        await this.flush(rows, bytes, target, ctx);
         rows = [];
         bytes = 0;
       }
       rows.push(encoded);
       bytes += encoded.bytes;
     }
-    if (rows.length > 0) await this.flush(rows, bytes, ctx);
+    if (rows.length > 0) await this.flush(rows, bytes, target, ctx);
   }
 
-  private async flush(rows: Encoded<P>[], bytes: number, ctx: SinkContext): Promise<void> {
+  private async flush(rows: Encoded<P>[], bytes: number, target: T, ctx: SinkContext): Promise<void> {
     this.count(rows.length, bytes);
     const started = performance.now();
     let failures: readonly RowFailure[];
     try {
-      failures = await this.driver.flush(rows);
+      failures = await this.driver.flush(rows, target);
     } catch (err) {
       const kind = this.driver.classify(err);
       this.metrics.error(kind);
@@ -166,7 +237,7 @@ export class DatabaseSink<P> implements Sink {
         return;
       }
       for (const part of split(rows, this.driver.failedRow?.(err))) {
-        await this.flush(part, sumBytes(part), ctx);
+        await this.flush(part, sumBytes(part), target, ctx);
       }
       return;
     }
@@ -201,13 +272,20 @@ export class DatabaseSink<P> implements Sink {
   }
 }
 
-/** Keeps the last record of each id, in batch order: later records of an id supersede earlier ones. */
-export function lastPerId(records: FlotillaRecord[]): FlotillaRecord[] {
+/**
+ * Keeps the last record of each id (or row key), in batch order: later records of an id supersede
+ * earlier ones.
+ */
+export function lastPerId(
+  records: FlotillaRecord[],
+  keyOf: (record: FlotillaRecord) => string = (r) => r.id,
+): FlotillaRecord[] {
   const last = new Map<string, number>();
-  records.forEach((r, i) => {
-    last.set(r.id, i);
+  const keys = records.map(keyOf);
+  keys.forEach((key, i) => {
+    last.set(key, i);
   });
-  return last.size === records.length ? records : records.filter((r, i) => last.get(r.id) === i);
+  return last.size === records.length ? records : records.filter((_, i) => last.get(keys[i] as string) === i);
 }
 
 /**
