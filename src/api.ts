@@ -6,9 +6,9 @@ import type { StepContext } from './core/component.js';
 import type { FlotillaRecord } from './core/record.js';
 import type { Logger } from './observability/logger.js';
 
-export type { FlotillaRecord, SourceCoordinates } from './core/record.js';
 /** Throw it from a transform waiting on an outage: the batch is retried, not dead-lettered. */
 export { TransientError } from './core/errors.js';
+export type { FlotillaRecord, SourceCoordinates } from './core/record.js';
 
 /** What a transform sees besides its batch: where the batch is from, its options, where rejects go. */
 export interface TransformContext<Options = Record<string, unknown>> extends StepContext {

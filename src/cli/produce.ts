@@ -155,7 +155,7 @@ async function kafkaTarget(
     kafka,
     z.object(producerShape).parse({ compression: target.compression }),
   );
-  await producer.ensureTopic(topic, target.partitions);
+  await producer.ensureTopic(topic, { numPartitions: target.partitions });
   if (target.partitions !== undefined) await warnOnPartitionCount(kafka, topic, target.partitions, logger);
   return {
     name: `kafka:${topic}`,

@@ -19,7 +19,9 @@ async function startEndpoints(options: RunOptions, logger: Logger): Promise<Http
   try {
     return await startHttpServer({ port, logger });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || explicit !== undefined) throw err;
+    // startHttpServer wraps the listen error: its code is on the cause.
+    const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code !== 'EADDRINUSE' || explicit !== undefined) throw err;
     const server = await startHttpServer({ port: 0, logger });
     logger.warn({ url: server.url }, `port ${port} is taken (another worker?): serving on a free port`);
     return server;

@@ -37,14 +37,22 @@ export interface SourceBatch {
  */
 export type BatchHandler = (batch: SourceBatch) => Promise<void>;
 
+/** What a source tells its consumer besides batches. */
+export interface SourceEvents {
+  /** Partitions given up (rebalance): state kept for them is stale from now on. */
+  revoked(topic: string, partitions: number[]): void;
+}
+
 export interface Source {
   readonly kind: string;
+  /** Where stateful steps checkpoint their state next to this source's data (default: in memory). */
+  stateStore?(name: string): StateStore;
   /** Where this source's dead letters go (default: a topic of the embedded log). */
   deadLetterWriter?(topic: string): DeadLetterWriter;
   /** True once the source consumes (joined its group); `/ready` reports it. */
   ready?(): boolean;
   /** Consumes until `stop()`; resolves when stopped and the last acknowledged offsets are committed. */
-  run(handler: BatchHandler): Promise<void>;
+  run(handler: BatchHandler, events?: SourceEvents): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -86,4 +94,39 @@ export interface Sink {
 export interface DeadLetterWriter {
   write(letters: DeadLetter[]): Promise<void>;
   close(): Promise<void>;
+}
+
+/** One state entry: last write per key wins, like a compacted topic; null is a tombstone. */
+export interface StateEntry {
+  key: string;
+  value: Buffer | null;
+}
+
+/** Durable state of one stateful step, per input partition (a compacted changelog). */
+export interface StateStore {
+  /** Every entry written for the partition, oldest first. */
+  read(partition: number): Promise<StateEntry[]>;
+  /** Resolves when the entries are durable. */
+  write(partition: number, entries: StateEntry[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A step that keeps state per input partition and checkpoints it. The worker, per partition:
+ * `restore` before the first batch (records the state already holds are skipped when the
+ * source re-delivers them); `process` then at once `snapshot` (entries changed since the last
+ * call); sinks acknowledge the results; the snapshot is written to the state store; then the
+ * offsets commit. `tick` (on a timer) closes what idle partitions held open; `releasePartition`
+ * on revocation.
+ */
+export interface StatefulStep extends Step {
+  tick(nowMs: number): FlotillaRecord[];
+  snapshot(partition: number): StateEntry[];
+  restore(partition: number, entries: Iterable<StateEntry>): void;
+  releasePartition(partition: number): void;
+}
+
+export function isStatefulStep(step: Step): step is StatefulStep {
+  const s = step as Partial<StatefulStep>;
+  return typeof s.snapshot === 'function' && typeof s.restore === 'function' && typeof s.tick === 'function';
 }

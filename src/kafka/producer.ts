@@ -50,11 +50,11 @@ export class BatchProducer {
     return this.connected;
   }
 
-  /** Creates the topic with the broker's defaults if it does not exist (once per topic). */
-  ensureTopic(topic: string, numPartitions?: number): Promise<void> {
+  /** Creates the topic (broker defaults unless told) if it does not exist, once per topic. */
+  ensureTopic(topic: string, options: { numPartitions?: number; compact?: boolean } = {}): Promise<void> {
     let created = this.topics.get(topic);
     if (!created) {
-      created = this.createTopic(topic, numPartitions).catch((err: unknown) => {
+      created = this.createTopic(topic, options).catch((err: unknown) => {
         this.topics.delete(topic);
         throw err;
       });
@@ -63,13 +63,25 @@ export class BatchProducer {
     return created;
   }
 
-  private async createTopic(topic: string, numPartitions?: number): Promise<void> {
+  private async createTopic(
+    topic: string,
+    options: { numPartitions?: number; compact?: boolean },
+  ): Promise<void> {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
       if ((await admin.listTopics()).includes(topic)) return;
       await admin
-        .createTopics({ topics: [{ topic, numPartitions: numPartitions ?? -1 }], waitForLeaders: true })
+        .createTopics({
+          topics: [
+            {
+              topic,
+              numPartitions: options.numPartitions ?? -1,
+              configEntries: options.compact ? [{ name: 'cleanup.policy', value: 'compact' }] : [],
+            },
+          ],
+          waitForLeaders: true,
+        })
         .catch((err: { errors?: { type?: string }[] }) => {
           // Another worker created it meanwhile.
           if (!err.errors?.every((e) => e.type === 'TOPIC_ALREADY_EXISTS')) throw err;

@@ -1,22 +1,29 @@
 import path from 'node:path';
-import type {
-  ComponentContext,
-  DeadLetterWriter,
-  Sink,
-  Source,
-  SourceBatch,
-  Step,
+import {
+  type ComponentContext,
+  type DeadLetterWriter,
+  isStatefulStep,
+  type Sink,
+  type Source,
+  type SourceBatch,
+  type StateEntry,
+  type StatefulStep,
+  type StateStore,
+  type Step,
 } from '../core/component.js';
 import { ComponentConfigError, ConfigError, FlotillaError, isTransient } from '../core/errors.js';
 import type { DeadLetter, FlotillaRecord } from '../core/record.js';
+import type { CompiledExpression } from '../expr/index.js';
 import type { Logger } from '../observability/logger.js';
 import { metrics } from '../observability/metrics.js';
 import { sinkKinds } from '../sinks/index.js';
 import { sourceKinds } from '../sources/index.js';
+import { scopeOf } from '../steps/expression-step.js';
 import { stepKinds } from '../steps/index.js';
 import type { LoadedTopology } from '../topology/load.js';
 import { EmbeddedDeadLetters } from './dead-letter.js';
 import { retryUntilStopped } from './retry.js';
+import { MemoryStateStore } from './state-store.js';
 
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
@@ -84,11 +91,28 @@ export async function buildParts(topology: LoadedTopology, logger: Logger): Prom
   };
 }
 
+/** A stateful step of the topology, where it sits and where its state is checkpointed. */
+interface StateSlot {
+  step: StatefulStep;
+  index: number;
+  store: StateStore;
+}
+
+/** Work for one partition: records entering the steps at `from`, and what to checkpoint after. */
+interface Pending {
+  topic: string;
+  partition: number;
+  records: FlotillaRecord[];
+  from: number;
+}
+
+const TICK_MS = 1000;
+
 /**
  * Runs one topology: each batch goes through the steps in order, then to every sink and the
  * dead-letter writer at once; the handler resolves — and the source commits — only when all
- * of them have acknowledged. A failing sink is retried with backoff while its partition
- * waits (backpressure), never skipped.
+ * of them have acknowledged and the state the batch changed is checkpointed. A failing sink
+ * is retried with backoff while its partition waits (backpressure), never skipped.
  */
 export class Worker {
   private stopping = false;
@@ -96,6 +120,15 @@ export class Worker {
   private readonly name: string;
   /** Per partition: the step processing of its latest batch (see `handle`). */
   private readonly stepChains = new Map<string, Promise<void>>();
+  /** Per partition: the latest checkpoint write; each waits for the one before. */
+  private readonly checkpointChains = new Map<number, Promise<void>>();
+  /** Per partition: bumped on revocation, so batches handed over before it are dropped. */
+  private readonly generations = new Map<number, number>();
+  /** Partitions whose state is restored (or being restored). */
+  private readonly restored = new Map<number, Promise<void>>();
+  private readonly stateful: StateSlot[];
+  private readonly routes: ((r: FlotillaRecord) => boolean)[];
+  private ticker: NodeJS.Timeout | undefined;
 
   constructor(
     readonly topology: LoadedTopology,
@@ -103,13 +136,32 @@ export class Worker {
     private readonly logger: Logger,
   ) {
     this.name = topology.config.name;
+    this.stateful = parts.steps.flatMap((step, index) =>
+      isStatefulStep(step) ? [{ step, index, store: this.stateStore(step.name) }] : [],
+    );
+    this.routes = topology.config.sinks.map((s) => {
+      const when = (s as { when?: CompiledExpression }).when;
+      return when ? (r: FlotillaRecord) => when.test(scopeOf(r)) : () => true;
+    });
+  }
+
+  private stateStore(step: string): StateStore {
+    const name = `${this.name}.${step}.changelog`;
+    return this.parts.source.stateStore?.(name) ?? new MemoryStateStore(name);
   }
 
   async run(): Promise<void> {
     this.logger.info({ source: this.parts.source.kind }, 'topology started');
+    if (this.stateful.length > 0) {
+      this.ticker = setInterval(() => this.tick(), TICK_MS);
+      this.ticker.unref();
+    }
     try {
-      await this.parts.source.run((batch) => this.handle(batch));
+      await this.parts.source.run((batch) => this.handle(batch), {
+        revoked: (_topic, partitions) => this.release(partitions),
+      });
     } finally {
+      clearInterval(this.ticker);
       await this.close();
     }
     if (this.failure) throw this.failure;
@@ -121,16 +173,28 @@ export class Worker {
     await this.parts.source.stop();
   }
 
+  private handle(batch: SourceBatch): Promise<void> {
+    return this.enqueue({ topic: batch.topic, partition: batch.partition, records: batch.records, from: 0 });
+  }
+
   /**
    * A source may hand over a partition's next batch before the previous one is acknowledged:
    * steps still see each partition's batches one at a time and in order (stateful steps rely
-   * on it), while sink writes of consecutive batches overlap.
+   * on it), while sink writes of consecutive batches overlap. Checkpoints are written in order.
    */
-  private handle(batch: SourceBatch): Promise<void> {
-    const key = `${batch.topic}\u0000${batch.partition}`;
+  private enqueue(work: Pending): Promise<void> {
+    const key = `${work.topic}\u0000${work.partition}`;
     const started = performance.now();
     const dead: DeadLetter[] = [];
-    const processed = (this.stepChains.get(key) ?? Promise.resolve()).then(() => this.runSteps(batch, dead));
+    const generation = this.generations.get(work.partition) ?? 0;
+    const processed = (this.stepChains.get(key) ?? Promise.resolve()).then(async () => {
+      // Revoked since it was handed over: the new owner re-reads it; state here is gone.
+      if ((this.generations.get(work.partition) ?? 0) !== generation) {
+        return { records: [], snapshots: new Map<StateSlot, StateEntry[]>() };
+      }
+      await this.restore(work.partition);
+      return this.runSteps(work, dead);
+    });
     const chain = processed.then(
       () => undefined,
       () => undefined,
@@ -140,15 +204,111 @@ export class Worker {
       if (this.stepChains.get(key) === chain) this.stepChains.delete(key);
     });
     processed.catch((err: unknown) => this.fail(err));
-    return processed.then(async (records) => {
-      await Promise.all(this.parts.sinks.map((sink) => this.writeToSink(sink, records, dead)));
+    const delivered = processed.then(async ({ records }) => {
+      await Promise.all(
+        this.parts.sinks.map((sink, i) => {
+          const route = this.routes[i];
+          return this.writeToSink(sink, route ? records.filter(route) : records, dead);
+        }),
+      );
       // After the sinks: a row a database refuses for good is dead-lettered like a step's reject.
       if (dead.length > 0) await this.writeDeadLetters(dead);
+    });
+    // State last, and in the order the steps saw the batches: a crash before it replays the
+    // batch against the old state, which gives the same results under the same ids.
+    return this.checkpoint(
+      work.partition,
+      delivered.then(() => processed).then(({ snapshots }) => snapshots),
+    ).then(() => {
       metrics.batchSeconds.observe(
-        { topology: this.name, partition: String(batch.partition) },
+        { topology: this.name, partition: String(work.partition) },
         (performance.now() - started) / 1000,
       );
     });
+  }
+
+  /** Reads the partition's state back before its first batch (once per assignment). */
+  private restore(partition: number): Promise<void> {
+    if (this.stateful.length === 0) return Promise.resolve();
+    let restoring = this.restored.get(partition);
+    if (!restoring) {
+      restoring = Promise.all(
+        this.stateful.map(async ({ step, store }) => {
+          const entries = await retryUntilStopped(
+            () => store.read(partition),
+            () => this.stopping,
+            (err, attempt) =>
+              this.logger.warn(
+                { step: step.name, partition, attempt, err },
+                'state restore failed; retrying',
+              ),
+          );
+          step.restore(partition, entries);
+          this.logger.info({ step: step.name, partition, entries: entries.length }, 'state restored');
+        }),
+      ).then(() => undefined);
+      this.restored.set(partition, restoring);
+      restoring.catch(() => this.restored.delete(partition));
+    }
+    return restoring;
+  }
+
+  private release(partitions: number[]): void {
+    for (const p of partitions) {
+      this.generations.set(p, (this.generations.get(p) ?? 0) + 1);
+      this.restored.delete(p);
+      for (const { step } of this.stateful) step.releasePartition(p);
+    }
+  }
+
+  /** Writes `snapshots` once they resolve, after every checkpoint of the partition enqueued before. */
+  private checkpoint(partition: number, snapshots: Promise<Map<StateSlot, StateEntry[]>>): Promise<void> {
+    const previous = this.checkpointChains.get(partition) ?? Promise.resolve();
+    const write = Promise.all([previous, snapshots]).then(([, ready]) =>
+      Promise.all(
+        [...ready].map(([{ step, store }, entries]) =>
+          retryUntilStopped(
+            () => store.write(partition, entries),
+            () => this.stopping,
+            (err, attempt) =>
+              this.logger.error({ step: step.name, partition, attempt, err }, 'checkpoint failed; retrying'),
+          ),
+        ),
+      ).then(() => undefined),
+    );
+    // A failed batch must not hold up the partition's later checkpoints forever.
+    const settled = write.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.checkpointChains.set(partition, settled);
+    void settled.then(() => {
+      if (this.checkpointChains.get(partition) === settled) this.checkpointChains.delete(partition);
+    });
+    return write;
+  }
+
+  /**
+   * Windows held open by idle partitions close on a timer. Their results flow through the
+   * steps after the stateful one, per partition, and every partition's state is checkpointed.
+   */
+  private tick(): void {
+    // Only between batches: a batch processed after the tick would checkpoint the windows the
+    // tick closed before the tick's results reach the sinks.
+    if (this.stopping || this.stepChains.size > 0) return;
+    const now = Date.now();
+    for (const slot of this.stateful) {
+      const byPartition = new Map<number, FlotillaRecord[]>();
+      for (const r of slot.step.tick(now)) {
+        const list = byPartition.get(r.source.partition) ?? [];
+        list.push(r);
+        byPartition.set(r.source.partition, list);
+      }
+      for (const [partition, records] of byPartition) {
+        const topic = records[0]?.source.topic ?? '';
+        void this.enqueue({ topic, partition, records, from: slot.index + 1 }).catch(() => undefined);
+      }
+    }
   }
 
   /**
@@ -163,25 +323,36 @@ export class Worker {
     void this.stop();
   }
 
-  private async runSteps(batch: SourceBatch, dead: DeadLetter[]): Promise<FlotillaRecord[]> {
-    let records: FlotillaRecord[] = batch.records;
-    for (const step of this.parts.steps) {
+  private async runSteps(
+    work: Pending,
+    dead: DeadLetter[],
+  ): Promise<{ records: FlotillaRecord[]; snapshots: Map<StateSlot, StateEntry[]> }> {
+    let records = work.records;
+    const snapshots = new Map<StateSlot, StateEntry[]>();
+    // A tick's results (from > 0) changed state outside any batch: checkpoint it with them.
+    for (const slot of this.stateful) {
+      if (slot.index < work.from) snapshots.set(slot, slot.step.snapshot(work.partition));
+    }
+    for (let i = work.from; i < this.parts.steps.length; i++) {
+      const step = this.parts.steps[i] as Step;
+      const slot = this.stateful.find((s) => s.index === i);
       const before = dead.length;
       const labels = { topology: this.name, step: step.name };
       metrics.recordsIn.inc(labels, records.length);
       const input = records;
       let rejected: DeadLetter[] = [];
       records = await retryUntilStopped(
-        () => {
+        async () => {
           rejected = [];
-          return Promise.resolve(
-            step.process(input, {
-              topic: batch.topic,
-              partition: batch.partition,
-              deadLetter: (record, reason, error) =>
-                rejected.push({ record, step: step.name, reason, error: errorText(error) }),
-            }),
-          );
+          const out = await step.process(input, {
+            topic: work.topic,
+            partition: work.partition,
+            deadLetter: (record, reason, error) =>
+              rejected.push({ record, step: step.name, reason, error: errorText(error) }),
+          });
+          // At once, before any other batch of the partition can change the state.
+          if (slot) snapshots.set(slot, slot.step.snapshot(work.partition));
+          return out;
         },
         () => this.stopping,
         (err, attempt) => {
@@ -196,7 +367,7 @@ export class Worker {
       metrics.recordsOut.inc(labels, records.length);
       if (dead.length > before) metrics.recordsFailed.inc(labels, dead.length - before);
     }
-    return records;
+    return { records, snapshots };
   }
 
   private async writeToSink(sink: Sink, records: FlotillaRecord[], dead: DeadLetter[]): Promise<void> {
@@ -237,6 +408,7 @@ export class Worker {
     await Promise.all([
       ...this.parts.steps.map((s) => s.close?.()),
       ...this.parts.sinks.map((s) => s.close()),
+      ...this.stateful.map((s) => s.store.close()),
       this.parts.deadLetters.close(),
     ]);
     this.logger.info('topology stopped');

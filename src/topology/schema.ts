@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { sinkKinds } from '../sinks/index.js';
 import { sourceKinds } from '../sources/index.js';
+import { expressionSchema } from '../steps/expression-step.js';
 import { stepKinds } from '../steps/index.js';
 
 type Kinds = readonly { schema: z.ZodObject }[];
@@ -10,6 +11,15 @@ const union = <K extends Kinds>(kinds: K) =>
     'kind',
     kinds.map((k) => k.schema) as unknown as [K[number]['schema'], ...K[number]['schema'][]],
   );
+
+/** Every sink kind also takes `when:`, an expression choosing the records it gets. */
+const routedSinks = sinkKinds.map((k) => ({
+  schema: k.schema.extend({
+    when: expressionSchema
+      .optional()
+      .describe('Only records for which this holds go to the sink, e.g. value.is_anomaly (default: all).'),
+  }),
+}));
 
 const name = z
   .string()
@@ -25,7 +35,7 @@ export const topologySchema = z
     group: name.optional().describe('Consumer group (default: flotilla-<name>).'),
     source: union(sourceKinds),
     steps: z.array(union(stepKinds)).default([]),
-    sinks: z.array(union(sinkKinds)).min(1, 'at least one sink'),
+    sinks: z.array(union(routedSinks)).min(1, 'at least one sink'),
     dead_letter: z
       .object({
         topic: z.string().min(1).describe('Dead-letter topic (default: <name>.dlq).'),

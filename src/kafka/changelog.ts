@@ -1,0 +1,75 @@
+import type { Kafka } from 'kafkajs';
+import type { StateEntry, StateStore } from '../core/component.js';
+import type { BatchProducer } from './producer.js';
+
+/**
+ * A stateful step's state as a compacted Kafka topic: input partition p's entries go to
+ * changelog partition p, keyed by the entry key (compaction keeps the last per key; a null
+ * value is a tombstone). Restoring reads the partition from its start to its current end.
+ */
+export class KafkaChangelog implements StateStore {
+  constructor(
+    private readonly kafka: Kafka,
+    readonly topic: string,
+    private readonly producer: BatchProducer,
+    private readonly partitions: () => Promise<number>,
+  ) {}
+
+  private async ensure(): Promise<void> {
+    await this.producer.ensureTopic(this.topic, { numPartitions: await this.partitions(), compact: true });
+  }
+
+  async write(partition: number, entries: StateEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.ensure();
+    await this.producer.send(
+      this.topic,
+      entries.map((e) => ({ key: e.key, value: e.value, partition })),
+    );
+  }
+
+  async read(partition: number): Promise<StateEntry[]> {
+    await this.ensure();
+    const admin = this.kafka.admin();
+    await admin.connect();
+    let end: number;
+    try {
+      const offsets = await admin.fetchTopicOffsets(this.topic);
+      end = Number(offsets.find((o) => o.partition === partition)?.high ?? 0);
+    } finally {
+      await admin.disconnect();
+    }
+    if (end === 0) return [];
+    const entries: StateEntry[] = [];
+    // KafkaJS has no manual assignment: a throwaway group subscribes and keeps one partition.
+    const consumer = this.kafka.consumer({
+      groupId: `${this.topic}.restore.${process.pid}.${Date.now()}`,
+      maxWaitTimeInMs: 100,
+    });
+    await consumer.connect();
+    try {
+      await consumer.subscribe({ topics: [this.topic], fromBeginning: true });
+      await new Promise<void>((resolve, reject) => {
+        consumer
+          .run({
+            eachBatch: async ({ batch }) => {
+              if (batch.partition !== partition) return;
+              for (const m of batch.messages) {
+                if (Number(m.offset) >= end) break;
+                entries.push({ key: m.key?.toString('utf8') ?? '', value: m.value });
+              }
+              if (Number(batch.lastOffset()) >= end - 1) resolve();
+            },
+          })
+          .catch(reject);
+      });
+    } finally {
+      await consumer.disconnect();
+    }
+    return entries;
+  }
+
+  close(): Promise<void> {
+    return this.producer.close();
+  }
+}
