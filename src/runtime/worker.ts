@@ -21,6 +21,7 @@ import { sourceKinds } from '../sources/index.js';
 import { scopeOf } from '../steps/expression-step.js';
 import { stepKinds } from '../steps/index.js';
 import type { LoadedTopology } from '../topology/load.js';
+import { groupOf } from '../topology/schema.js';
 import { EmbeddedDeadLetters } from './dead-letter.js';
 import { retryUntilStopped } from './retry.js';
 import { MemoryStateStore } from './state-store.js';
@@ -52,7 +53,7 @@ export async function buildParts(topology: LoadedTopology, logger: Logger): Prom
   const { config } = topology;
   const ctx: ComponentContext = {
     topology: config.name,
-    group: config.group ?? `flotilla-${config.name}`,
+    group: groupOf(config),
     baseDir: path.dirname(topology.file),
     logger,
   };
@@ -145,8 +146,9 @@ export class Worker {
     });
   }
 
+  /** State belongs to the consumer group's progress: one changelog per group and step. */
   private stateStore(step: string): StateStore {
-    const name = `${this.name}.${step}.changelog`;
+    const name = `${groupOf(this.topology.config)}.${step}.changelog`;
     return this.parts.source.stateStore?.(name) ?? new MemoryStateStore(name);
   }
 

@@ -1,8 +1,15 @@
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { z } from 'zod';
-import type { BatchHandler, ComponentContext, ComponentDefinition, Source } from '../core/component.js';
+import type {
+  BatchHandler,
+  ComponentContext,
+  ComponentDefinition,
+  Source,
+  SourceEvents,
+} from '../core/component.js';
 import { FlotillaError } from '../core/errors.js';
 import type { FlotillaRecord } from '../core/record.js';
+import { KafkaChangelog } from '../kafka/changelog.js';
 import { kafkaConnectionShape, kafkaFor } from '../kafka/client.js';
 import { BatchProducer, producerShape } from '../kafka/producer.js';
 import type { Logger } from '../observability/logger.js';
@@ -120,6 +127,31 @@ interface PartitionState {
 
 const stateKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
+/** The topics a source config names, or those its pattern matches now (internal `__` topics excluded). */
+export async function resolveTopics(
+  { topics, pattern }: Pick<KafkaSourceConfig, 'topics' | 'pattern'>,
+  admin: Admin,
+): Promise<string[]> {
+  if (topics) return topics;
+  const re = new RegExp(pattern as string);
+  const matching = (await admin.listTopics()).filter((t) => re.test(t) && !t.startsWith('__'));
+  if (matching.length === 0) {
+    throw new FlotillaError(`no topic matches the pattern /${pattern}/ (topics are resolved at start)`);
+  }
+  return matching;
+}
+
+/** Options a program gives a Kafka source (not YAML). */
+export interface KafkaSourceOptions {
+  /**
+   * Bounded mode (replay): topic → partition → the offset to stop before. Records at or past it
+   * are not handed over and a partition that reached it is paused; a partition with no entry has
+   * nothing to read. `run` resolves once every bounded partition has been read up to its end
+   * (or was committed there already), acknowledged and committed.
+   */
+  stopAt?: ReadonlyMap<string, ReadonlyMap<number, number>>;
+}
+
 function toRecord(topic: string, partition: number, m: KafkaMessage): FlotillaRecord {
   const headers: Record<string, string> = {};
   for (const k in m.headers) {
@@ -148,6 +180,7 @@ export class KafkaSource implements Source {
   private consumer: Consumer | undefined;
   private admin: Admin | undefined;
   private handler: BatchHandler | undefined;
+  private events: SourceEvents | undefined;
   private readonly partitions = new Map<string, PartitionState>();
   private readonly paused = new Set<string>();
   private inflightRecords = 0;
@@ -158,15 +191,40 @@ export class KafkaSource implements Source {
   private crashed: Error | undefined;
   private timers: NodeJS.Timeout[] = [];
   private finished: (() => void) | undefined;
+  /** Bounded mode: partitions (stateKey) fetched up to their stop offset. */
+  private readonly reachedEnd = new Set<string>();
   private readonly kafka: Kafka;
   private readonly log: Logger;
 
   constructor(
     readonly config: KafkaSourceConfig,
     private readonly ctx: ComponentContext,
+    private readonly options: KafkaSourceOptions = {},
   ) {
     this.kafka = kafkaFor(config, ctx);
     this.log = ctx.logger.child({ source: 'kafka' });
+  }
+
+  stateStore(name: string): KafkaChangelog {
+    return new KafkaChangelog(
+      this.kafka,
+      name,
+      new BatchProducer(this.kafka, this.config.dead_letter),
+      () => this.partitionCount(),
+    );
+  }
+
+  /** Partitions of the (first) input topic: a changelog has as many. */
+  private async partitionCount(): Promise<number> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const [topic] = await resolveTopics(this.config, admin);
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic as string] });
+      return topics[0]?.partitions.length ?? 1;
+    } finally {
+      await admin.disconnect();
+    }
   }
 
   deadLetterWriter(topic: string): KafkaDeadLetters {
@@ -177,12 +235,14 @@ export class KafkaSource implements Source {
     return this.joined && !this.stopping;
   }
 
-  async run(handler: BatchHandler): Promise<void> {
+  async run(handler: BatchHandler, events?: SourceEvents): Promise<void> {
     this.handler = handler;
+    this.events = events;
     this.admin = this.kafka.admin();
     await this.admin.connect();
-    const topics = await this.resolveTopics();
+    const topics = await resolveTopics(this.config, this.admin);
     await this.seekToStartTime(topics);
+    await this.markCommittedAtEnd(topics);
     const done = new Promise<void>((resolve) => {
       this.finished = resolve;
     });
@@ -191,6 +251,7 @@ export class KafkaSource implements Source {
       setInterval(() => void this.commitAcked(), Math.max(this.config.commit_interval_ms, 50)),
       setInterval(() => void this.watch(topics), Math.min(5000, this.config.stall_timeout_ms / 2)),
     );
+    this.stopIfAllReachedEnd();
     await done;
     if (this.crashed) throw this.crashed;
   }
@@ -211,17 +272,6 @@ export class KafkaSource implements Source {
     this.finished?.();
   }
 
-  private async resolveTopics(): Promise<string[]> {
-    const { topics, pattern } = this.config;
-    if (topics) return topics;
-    const re = new RegExp(pattern as string);
-    const matching = (await this.admin?.listTopics())?.filter((t) => re.test(t) && !t.startsWith('__')) ?? [];
-    if (matching.length === 0) {
-      throw new FlotillaError(`no topic matches the pattern /${pattern}/ (topics are resolved at start)`);
-    }
-    return matching;
-  }
-
   /** For `start: <time>`: a group with no commits on a topic starts at that time's offsets. */
   private async seekToStartTime(topics: string[]): Promise<void> {
     const { start } = this.config;
@@ -236,6 +286,37 @@ export class KafkaSource implements Source {
         // Another worker of the group joined first and set them.
         .catch((err: Error) => this.log.debug({ err, topic }, 'start offsets already set by the group'));
     }
+  }
+
+  /** Bounded mode: the stop offset of a partition (0 for one with nothing to read); unbounded: undefined. */
+  private stopOffset(topic: string, partition: number): number | undefined {
+    const { stopAt } = this.options;
+    return stopAt && (stopAt.get(topic)?.get(partition) ?? 0);
+  }
+
+  /** Bounded mode: a partition already committed at its end has nothing left to read. */
+  private async markCommittedAtEnd(topics: string[]): Promise<void> {
+    if (!this.options.stopAt || !this.admin) return;
+    for (const { topic, partitions } of await this.admin.fetchOffsets({ groupId: this.ctx.group, topics })) {
+      for (const p of partitions) {
+        const end = this.stopOffset(topic, p.partition) ?? 0;
+        if (Number(p.offset) >= end) this.reachedEnd.add(stateKey(topic, p.partition));
+      }
+    }
+  }
+
+  /** Bounded mode: once every bounded partition reached its end with nothing in flight, stop (drain, commit). */
+  private stopIfAllReachedEnd(): void {
+    const { stopAt } = this.options;
+    if (!stopAt || this.stopping) return;
+    for (const [topic, ends] of stopAt) {
+      for (const partition of ends.keys()) {
+        const key = stateKey(topic, partition);
+        if (!this.reachedEnd.has(key) || (this.partitions.get(key)?.inflight.length ?? 0) > 0) return;
+      }
+    }
+    this.log.info('bounded source: every partition read up to its stop offset');
+    void this.stop();
   }
 
   private async startConsumer(topics: string[]): Promise<void> {
@@ -276,6 +357,7 @@ export class KafkaSource implements Source {
       for (const p of parts) assigned.add(stateKey(topic, p));
     for (const [key, state] of this.partitions) {
       if (!assigned.has(key)) {
+        this.events?.revoked(state.topic, [state.partition]);
         this.partitions.delete(key);
         this.paused.delete(key);
         metrics.consumerLag.remove({
@@ -317,15 +399,28 @@ export class KafkaSource implements Source {
     const { topic, partition } = batch;
     const state = this.partitionState(topic, partition);
     state.highWatermark = Number(batch.highWatermark);
-    const records: FlotillaRecord[] = new Array(batch.messages.length);
+    let messages = batch.messages;
+    let next = Number(batch.lastOffset()) + 1;
+    const end = this.stopOffset(topic, partition);
+    if (end !== undefined && next >= end) {
+      next = end;
+      messages = messages.filter((m) => Number(m.offset) < end);
+      this.reachedEnd.add(stateKey(topic, partition));
+      this.consumer?.pause([{ topic, partitions: [partition] }]);
+      if (messages.length === 0) {
+        this.stopIfAllReachedEnd();
+        return;
+      }
+    }
+    const records: FlotillaRecord[] = new Array(messages.length);
     let bytes = 0;
-    for (let i = 0; i < batch.messages.length; i++) {
-      const m = batch.messages[i] as KafkaMessage;
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i] as KafkaMessage;
       bytes += (m.value?.length ?? 0) + (m.key?.length ?? 0);
       records[i] = toRecord(topic, partition, m);
     }
     const entry: InFlight = {
-      next: Number(batch.lastOffset()) + 1,
+      next,
       records: records.length,
       bytes,
       done: false,
@@ -363,6 +458,7 @@ export class KafkaSource implements Source {
     }
     if (!this.overLimits(0.5)) this.resumeAll();
     if (this.inflightRecords === 0) for (const w of this.drainWaiters.splice(0)) w();
+    if (acknowledged) this.stopIfAllReachedEnd();
   }
 
   private adjustInflight(records: number, bytes: number): void {
@@ -390,7 +486,8 @@ export class KafkaSource implements Source {
     const byTopic = new Map<string, number[]>();
     for (const key of this.paused) {
       const s = this.partitions.get(key);
-      if (!s) continue;
+      // A partition at its stop offset stays paused.
+      if (!s || this.reachedEnd.has(key)) continue;
       byTopic.set(s.topic, [...(byTopic.get(s.topic) ?? []), s.partition]);
     }
     this.consumer?.resume([...byTopic].map(([topic, partitions]) => ({ topic, partitions })));
@@ -453,6 +550,7 @@ export class KafkaSource implements Source {
         s.acked !== undefined &&
         s.highWatermark > s.acked &&
         !this.paused.has(stateKey(s.topic, s.partition)) &&
+        !this.reachedEnd.has(stateKey(s.topic, s.partition)) &&
         now - s.lastProgress > this.config.stall_timeout_ms,
     );
     if (stalled.length > 0) await this.restart(topics, stalled);

@@ -13,7 +13,7 @@ import { EmbeddedSource } from '../sources/embedded.js';
 import { EmbeddedLog, hashKey } from '../sources/embedded-log.js';
 import { stepKinds } from '../steps/index.js';
 import { type LoadedTopology, loadTopology } from '../topology/load.js';
-import type { SourceConfig, StepConfig } from '../topology/schema.js';
+import { groupOf, type SourceConfig, type StepConfig } from '../topology/schema.js';
 import { diffValues, type FieldDiff, show, toPlain } from './compare.js';
 import {
   type ExpectedDeadLetter,
@@ -263,7 +263,7 @@ export async function runFixture(
   };
   const topology = loadTopology(topologyFile, env);
   const name = topology.config.name;
-  const group = topology.config.group ?? `flotilla-${name}`;
+  const group = groupOf(topology.config);
   const ctx: ComponentContext = { topology: name, group, baseDir: path.dirname(topology.file), logger };
 
   const { inputAt, sources } = await feedInputs(fixture, topology, group, registryUrl);

@@ -47,6 +47,11 @@ export const topologySchema = z
   .describe('A Flotilla topology: a source, steps, sinks and a dead-letter topic.');
 
 export type TopologyConfig = z.infer<typeof topologySchema>;
+
+/** The consumer group of a topology: its own, or flotilla-<name>. */
+export function groupOf(config: Pick<TopologyConfig, 'group' | 'name'>): string {
+  return config.group ?? `flotilla-${config.name}`;
+}
 export type SourceConfig = TopologyConfig['source'];
 export type StepConfig = TopologyConfig['steps'][number];
 export type SinkConfig = TopologyConfig['sinks'][number];
