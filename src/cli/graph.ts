@@ -8,6 +8,8 @@ function describeSource(s: TopologyConfig['source']): string {
       return `generator (${s.preset})`;
     case 'kafka':
       return `kafka ${s.topics?.join(', ') ?? `/${s.pattern}/`}`;
+    case 'redis-stream':
+      return `redis-stream ${s.streams.join(', ')}`;
     default:
       return `${s.kind} ${s.topic}`;
   }

@@ -15,6 +15,7 @@ import { BatchProducer, producerShape } from '../kafka/producer.js';
 import type { Logger } from '../observability/logger.js';
 import { metrics } from '../observability/metrics.js';
 import { KafkaDeadLetters } from '../runtime/dead-letter.js';
+import { InflightBudget } from './inflight.js';
 
 const startSchema = z
   .string()
@@ -183,9 +184,7 @@ export class KafkaSource implements Source {
   private events: SourceEvents | undefined;
   private readonly partitions = new Map<string, PartitionState>();
   private readonly paused = new Set<string>();
-  private inflightRecords = 0;
-  private inflightBytes = 0;
-  private drainWaiters: (() => void)[] = [];
+  private readonly budget: InflightBudget;
   private stopping = false;
   private joined = false;
   private crashed: Error | undefined;
@@ -203,6 +202,10 @@ export class KafkaSource implements Source {
   ) {
     this.kafka = kafkaFor(config, ctx);
     this.log = ctx.logger.child({ source: 'kafka' });
+    this.budget = new InflightBudget(
+      { records: config.max_inflight_records, bytes: config.max_inflight_bytes },
+      ctx.topology,
+    );
   }
 
   stateStore(name: string): KafkaChangelog {
@@ -263,7 +266,7 @@ export class KafkaSource implements Source {
     const consumer = this.consumer;
     if (consumer) {
       consumer.pause([...this.topicsAssigned()].map((topic) => ({ topic })));
-      await this.drain();
+      await this.budget.drained();
       await this.commitAcked();
       await consumer.disconnect();
     }
@@ -426,7 +429,7 @@ export class KafkaSource implements Source {
       done: false,
     };
     state.inflight.push(entry);
-    this.adjustInflight(records.length, bytes);
+    this.budget.add(records.length, bytes);
     const handled = (this.handler as BatchHandler)({ topic, partition, records });
     handled.then(
       () => this.settle(state, entry, true),
@@ -437,13 +440,13 @@ export class KafkaSource implements Source {
     );
     // Resolving only moves KafkaJS's fetch position (autoCommit is off): commits are ours, on ack.
     resolveOffset(batch.lastOffset());
-    if (this.overLimits()) this.pause(topic, partition);
+    if (this.budget.full()) this.pause(topic, partition);
     try {
       await heartbeat();
     } catch (err) {
       // A rebalance is starting: give up nothing in flight. Drain, commit, then let KafkaJS rejoin.
       this.log.info('rebalance: draining in-flight batches before giving partitions up');
-      await this.drain();
+      await this.budget.drained();
       await this.commitAcked();
       throw err;
     }
@@ -451,28 +454,13 @@ export class KafkaSource implements Source {
 
   private settle(state: PartitionState, entry: InFlight, acknowledged: boolean): void {
     entry.done = acknowledged;
-    this.adjustInflight(-entry.records, -entry.bytes);
     while (state.inflight[0]?.done) {
       state.acked = (state.inflight.shift() as InFlight).next;
       state.lastProgress = Date.now();
     }
-    if (!this.overLimits(0.5)) this.resumeAll();
-    if (this.inflightRecords === 0) for (const w of this.drainWaiters.splice(0)) w();
+    this.budget.release(entry.records, entry.bytes);
+    if (this.budget.roomToResume()) this.resumeAll();
     if (acknowledged) this.stopIfAllReachedEnd();
-  }
-
-  private adjustInflight(records: number, bytes: number): void {
-    this.inflightRecords += records;
-    this.inflightBytes += bytes;
-    metrics.inflightRecords.set({ topology: this.ctx.topology }, this.inflightRecords);
-    metrics.inflightBytes.set({ topology: this.ctx.topology }, this.inflightBytes);
-  }
-
-  private overLimits(fraction = 1): boolean {
-    return (
-      this.inflightRecords >= this.config.max_inflight_records * fraction ||
-      this.inflightBytes >= this.config.max_inflight_bytes * fraction
-    );
   }
 
   private pause(topic: string, partition: number): void {
@@ -493,11 +481,6 @@ export class KafkaSource implements Source {
     this.consumer?.resume([...byTopic].map(([topic, partitions]) => ({ topic, partitions })));
     this.paused.clear();
     metrics.pausedPartitions.set({ topology: this.ctx.topology }, 0);
-  }
-
-  private drain(): Promise<void> {
-    if (this.inflightRecords === 0) return Promise.resolve();
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   private *topicsAssigned(): Iterable<string> {
@@ -566,7 +549,7 @@ export class KafkaSource implements Source {
       'consumer stalled (no progress while lag grows); restarting it',
     );
     const old = this.consumer;
-    await this.drain();
+    await this.budget.drained();
     await this.commitAcked();
     for (const s of stalled) s.lastProgress = Date.now();
     this.joined = false;
