@@ -1,19 +1,16 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { Admin, Kafka } from 'kafkajs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   committedOffsets,
   createTopic,
   produce,
   readTopic,
-  spawnWorker,
-  testKafka,
   unique,
+  useKafka,
   type WorkerProcess,
   waitForAssignment,
   writeTopology,
 } from '../support/kafka.js';
-import { connectOrExplain } from '../support/services.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -21,38 +18,15 @@ import { waitFor } from '../support/wait.js';
  * at-least-once input, commits only after sinks acknowledge, drain on stop and rebalance.
  */
 describe('the worker on Kafka', () => {
-  let kafka: Kafka;
-  let admin: Admin;
-  const workers: WorkerProcess[] = [];
-
-  beforeAll(async () => {
-    kafka = testKafka();
-    admin = await connectOrExplain('KAFKA_BROKERS', async () => {
-      const a = kafka.admin();
-      await a.connect();
-      await a.listTopics();
-      return a;
-    });
-  });
-
-  afterEach(async () => {
-    for (const w of workers.splice(0)) {
-      if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
-      await w.exited;
-    }
-  });
-
-  afterAll(async () => {
-    await admin?.disconnect();
-  });
+  const k = useKafka();
 
   /** A decode → kafka topology on fresh topics; records are {n} JSON, `poison` of them not JSON. */
   async function setup(name: string, partitions: number, factor = 2) {
     const input = unique(`${name}-in`);
     const output = unique(`${name}-out`);
     const group = unique(`${name}-group`);
-    await createTopic(admin, input, partitions);
-    await createTopic(admin, output, 3);
+    await createTopic(k.admin, input, partitions);
+    await createTopic(k.admin, output, 3);
     const file = writeTopology(`name: ${name}
 group: ${group}
 source:
@@ -68,14 +42,10 @@ sinks:
   - { kind: kafka, topic: ${output} }
 dead_letter: { topic: ${output}.dlq }
 `);
-    const start = (env: Record<string, string> = {}) => {
-      const w = spawnWorker(file, { FLOTILLA_HTTP_PORT: 'off', ...env });
-      workers.push(w);
-      return w;
-    };
+    const start = (env: Record<string, string> = {}) => k.startWorker(file, env);
     const send = (from: number, count: number, isPoison: (n: number) => boolean = () => false) =>
       produce(
-        kafka,
+        k.kafka,
         input,
         Array.from({ length: count }, (_, i) => {
           const n = from + i;
@@ -90,11 +60,11 @@ dead_letter: { topic: ${output}.dlq }
       }
     };
     const outputCount = async () =>
-      (await admin.fetchTopicOffsets(output)).reduce((sum, p) => sum + Number(p.high), 0);
+      (await k.admin.fetchTopicOffsets(output)).reduce((sum, p) => sum + Number(p.high), 0);
     /** Output values by n, and how many times each n was written. */
     const readOutput = async () => {
       const counts = new Map<number, number>();
-      for (const m of await readTopic(kafka, admin, output)) {
+      for (const m of await readTopic(k.kafka, k.admin, output)) {
         const v = JSON.parse(m.value) as { n: number; doubled: number };
         expect(v.doubled).toBe(v.n * factor);
         counts.set(v.n, (counts.get(v.n) ?? 0) + 1);
@@ -102,7 +72,7 @@ dead_letter: { topic: ${output}.dlq }
       return counts;
     };
     const committedTotal = async () =>
-      [...(await committedOffsets(admin, group, input)).values()].reduce((a, o) => a + Math.max(0, o), 0);
+      [...(await committedOffsets(k.admin, group, input)).values()].reduce((a, o) => a + Math.max(0, o), 0);
     return { file, input, output, group, start, send, sendSlowly, outputCount, readOutput, committedTotal };
   }
 
@@ -164,10 +134,11 @@ dead_letter: { topic: ${output}.dlq }
     const poisoned = Array.from({ length: N }, (_, n) => n).filter(isPoison);
     const counts = await t.readOutput();
     expect(counts.size).toBe(N - poisoned.length);
-    const dead = await readTopic(kafka, admin, `${t.output}.dlq`);
+    const dead = await readTopic(k.kafka, k.admin, `${t.output}.dlq`);
     expect(dead.map((d) => d.value).sort()).toEqual(poisoned.map((n) => `{"n": ${n}, broken`).sort());
     const inputs = new Map<string, string>();
-    for (const m of await readTopic(kafka, admin, t.input)) inputs.set(`${m.partition}/${m.offset}`, m.value);
+    for (const m of await readTopic(k.kafka, k.admin, t.input))
+      inputs.set(`${m.partition}/${m.offset}`, m.value);
     for (const d of dead) {
       const h = d.headers;
       expect(h['flotilla.reason']).toBe('decode');
@@ -267,14 +238,18 @@ dead_letter: { topic: ${output}.dlq }
     writeFileSync(t.file, valid.replace('value.n * 3', 'value.n * 5'));
     w.child.kill('SIGHUP');
     await waitFor('the new version', () => w.logs().includes('reload: new version running'), 60_000);
-    await waitFor('the new version to rejoin', () => w.logs().split('partitions assigned').length > 2, 60_000);
+    await waitFor(
+      'the new version to rejoin',
+      () => w.logs().split('partitions assigned').length > 2,
+      60_000,
+    );
     await t.send(100, 100);
     await waitFor('records after the reload', async () => (await t.outputCount()) >= 200, 60_000);
     w.child.kill('SIGTERM');
     expect(await w.exited).toBe(0);
 
     const byN = new Map<number, number>();
-    for (const m of await readTopic(kafka, admin, t.output)) {
+    for (const m of await readTopic(k.kafka, k.admin, t.output)) {
       const v = JSON.parse(m.value) as { n: number; doubled: number };
       byN.set(v.n, v.doubled / v.n);
     }

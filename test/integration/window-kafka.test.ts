@@ -1,18 +1,14 @@
-import type { Admin, Kafka } from 'kafkajs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../src/sources/synthetic.js';
 import {
   committedOffsets,
   createTopic,
   readTopic,
-  spawnWorker,
-  testKafka,
   unique,
-  type WorkerProcess,
+  useKafka,
   waitForAssignment,
   writeTopology,
 } from '../support/kafka.js';
-import { connectOrExplain } from '../support/services.js';
 import { waitFor } from '../support/wait.js';
 
 const PARTITIONS = 4;
@@ -98,38 +94,15 @@ function oracle(parts: Input[][]): { windows: Map<string, Expected>; late: numbe
  * equal the oracle exactly (the changelog restores state; re-emitted results reuse their ids).
  */
 describe('window results on Kafka under failure', () => {
-  let kafka: Kafka;
-  let admin: Admin;
-  const workers: WorkerProcess[] = [];
-
-  beforeAll(async () => {
-    kafka = testKafka();
-    admin = await connectOrExplain('KAFKA_BROKERS', async () => {
-      const a = kafka.admin();
-      await a.connect();
-      await a.listTopics();
-      return a;
-    });
-  });
-
-  afterEach(async () => {
-    for (const w of workers.splice(0)) {
-      if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
-      await w.exited;
-    }
-  });
-
-  afterAll(async () => {
-    await admin?.disconnect();
-  });
+  const k = useKafka();
 
   async function setup(name: string, seed: number) {
     const input = unique(`${name}-in`);
     const output = unique(`${name}-out`);
     const group = unique(`${name}-group`);
-    await createTopic(admin, input, PARTITIONS);
+    await createTopic(k.admin, input, PARTITIONS);
     const parts = inputs(seed);
-    const producer = kafka.producer();
+    const producer = k.kafka.producer();
     await producer.connect();
     for (let p = 0; p < PARTITIONS; p++) {
       const records = parts[p] ?? [];
@@ -171,17 +144,13 @@ sinks:
   - { kind: kafka, topic: ${output} }
 dead_letter: { topic: ${output}.dlq }
 `);
-    const start = () => {
-      const w = spawnWorker(file, { FLOTILLA_HTTP_PORT: 'off' });
-      workers.push(w);
-      return w;
-    };
+    const start = () => k.startWorker(file);
     const committed = async () =>
-      [...(await committedOffsets(admin, group, input)).values()].reduce((a, o) => a + Math.max(0, o), 0);
+      [...(await committedOffsets(k.admin, group, input)).values()].reduce((a, o) => a + Math.max(0, o), 0);
     const check = async () => {
       const expected = oracle(parts);
       const got = new Map<string, Expected>();
-      for (const m of await readTopic(kafka, admin, output)) {
+      for (const m of await readTopic(k.kafka, k.admin, output)) {
         const v = JSON.parse(m.value) as Expected;
         const id = (m.key ?? '').slice(`${name}/window/`.length);
         const previous = got.get(id);
@@ -196,7 +165,7 @@ dead_letter: { topic: ${output}.dlq }
         expect({ ...g, mean: undefined }).toEqual({ ...w, mean: undefined });
         expect(g?.mean).toBeCloseTo(w.mean, 9);
       }
-      const dead = await readTopic(kafka, admin, `${output}.dlq`);
+      const dead = await readTopic(k.kafka, k.admin, `${output}.dlq`);
       const lateIds = new Set(
         dead.map((d) => `${d.headers['flotilla.source.partition']}/${d.headers['flotilla.source.offset']}`),
       );

@@ -3,9 +3,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Admin, IHeaders, Kafka, Message } from 'kafkajs';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { createKafka, parseBrokers } from '../../src/kafka/client.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { repoRoot, serviceUrl } from './services.js';
+import { connectOrExplain, repoRoot, serviceUrl } from './services.js';
 import { waitFor } from './wait.js';
 
 export const brokers = () => serviceUrl('KAFKA_BROKERS');
@@ -145,4 +146,46 @@ export async function waitForAssignment(worker: WorkerProcess, timeoutMs = 60_00
     () => worker.logs().includes('partitions assigned'),
     timeoutMs,
   );
+}
+
+export interface KafkaTestContext {
+  kafka: Kafka;
+  admin: Admin;
+  /** Starts `flotilla run FILE`; the worker is SIGKILLed after the test if still running. */
+  startWorker(file: string, env?: Record<string, string>): WorkerProcess;
+}
+
+/**
+ * Registers the hooks every Kafka integration suite needs: a client and a connected admin
+ * (failing with the service's name when Kafka does not answer), and workers cleaned up
+ * after each test. Read the fields inside tests and hooks, not at collection time.
+ */
+export function useKafka(): KafkaTestContext {
+  const workers: WorkerProcess[] = [];
+  const ctx = {
+    startWorker(file: string, env: Record<string, string> = {}) {
+      const w = spawnWorker(file, { FLOTILLA_HTTP_PORT: 'off', ...env });
+      workers.push(w);
+      return w;
+    },
+  } as KafkaTestContext;
+  beforeAll(async () => {
+    ctx.kafka = testKafka();
+    ctx.admin = await connectOrExplain('KAFKA_BROKERS', async () => {
+      const a = ctx.kafka.admin();
+      await a.connect();
+      await a.listTopics();
+      return a;
+    });
+  });
+  afterEach(async () => {
+    for (const w of workers.splice(0)) {
+      if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
+      await w.exited;
+    }
+  });
+  afterAll(async () => {
+    await ctx.admin?.disconnect();
+  });
+  return ctx;
 }
