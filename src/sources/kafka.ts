@@ -115,7 +115,7 @@ interface InFlight {
 }
 
 /** Per assigned partition: batches in flight in offset order and the offset safe to commit. */
-interface PartitionState {
+export interface PartitionState {
   topic: string;
   partition: number;
   inflight: InFlight[];
@@ -124,6 +124,26 @@ interface PartitionState {
   committed: number | undefined;
   highWatermark: number;
   lastProgress: number;
+}
+
+/**
+ * A partition is stalled when records wait (the high watermark is past what was acknowledged),
+ * nothing of it is in flight (so no sink is holding it back), it is not paused or finished on
+ * purpose, and it has not moved for `timeoutMs`.
+ */
+export function isStalled(
+  s: Pick<PartitionState, 'inflight' | 'acked' | 'highWatermark' | 'lastProgress'>,
+  now: number,
+  timeoutMs: number,
+  heldOnPurpose: boolean,
+): boolean {
+  return (
+    s.inflight.length === 0 &&
+    s.acked !== undefined &&
+    s.highWatermark > s.acked &&
+    !heldOnPurpose &&
+    now - s.lastProgress > timeoutMs
+  );
 }
 
 const stateKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
@@ -209,11 +229,8 @@ export class KafkaSource implements Source {
   }
 
   stateStore(name: string): KafkaChangelog {
-    return new KafkaChangelog(
-      this.kafka,
-      name,
-      new BatchProducer(this.kafka, this.config.dead_letter),
-      () => this.partitionCount(),
+    return new KafkaChangelog(this.kafka, name, new BatchProducer(this.kafka, this.config.dead_letter), () =>
+      this.partitionCount(),
     );
   }
 
@@ -527,15 +544,15 @@ export class KafkaSource implements Source {
       return;
     }
     const now = Date.now();
-    const stalled = [...this.partitions.values()].filter(
-      (s) =>
-        s.inflight.length === 0 &&
-        s.acked !== undefined &&
-        s.highWatermark > s.acked &&
-        !this.paused.has(stateKey(s.topic, s.partition)) &&
-        !this.reachedEnd.has(stateKey(s.topic, s.partition)) &&
-        now - s.lastProgress > this.config.stall_timeout_ms,
-    );
+    const stalled = [...this.partitions.values()].filter((s) => {
+      const key = stateKey(s.topic, s.partition);
+      return isStalled(
+        s,
+        now,
+        this.config.stall_timeout_ms,
+        this.paused.has(key) || this.reachedEnd.has(key),
+      );
+    });
     if (stalled.length > 0) await this.restart(topics, stalled);
   }
 
