@@ -7,6 +7,7 @@ import { jobs } from './jobs.js';
 import { models } from './models.js';
 import { pipeline } from './pipeline.js';
 import { produce } from './produce.js';
+import { replay } from './replay.js';
 import { run } from './run.js';
 import { schema } from './schema.js';
 import { test } from './test.js';
@@ -29,6 +30,7 @@ const commands: Record<string, Command> = {
   schema,
   produce,
   test,
+  replay,
   jobs,
   pipeline,
   models,
