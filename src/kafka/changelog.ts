@@ -1,6 +1,9 @@
 import type { Kafka } from 'kafkajs';
 import type { StateEntry, StateStore } from '../core/component.js';
+import { TransientError } from '../core/errors.js';
 import type { BatchProducer } from './producer.js';
+
+const READ_TIMEOUT_MS = 60_000;
 
 /**
  * A stateful step's state as a compacted Kafka topic: input partition p's entries go to
@@ -50,6 +53,17 @@ export class KafkaChangelog implements StateStore {
     try {
       await consumer.subscribe({ topics: [this.topic], fromBeginning: true });
       await new Promise<void>((resolve, reject) => {
+        // A read that cannot finish (the broker unreachable, the consumer crashed for good)
+        // fails, and the worker retries it, rather than holding the partition forever.
+        const timer = setTimeout(
+          () =>
+            reject(new TransientError(`reading ${this.topic}[${partition}] took over ${READ_TIMEOUT_MS} ms`)),
+          READ_TIMEOUT_MS,
+        );
+        timer.unref();
+        consumer.on(consumer.events.CRASH, ({ payload }) => {
+          if (!payload.restart) reject(payload.error);
+        });
         consumer
           .run({
             eachBatch: async ({ batch }) => {
@@ -58,7 +72,10 @@ export class KafkaChangelog implements StateStore {
                 if (Number(m.offset) >= end) break;
                 entries.push({ key: m.key?.toString('utf8') ?? '', value: m.value });
               }
-              if (Number(batch.lastOffset()) >= end - 1) resolve();
+              if (Number(batch.lastOffset()) >= end - 1) {
+                clearTimeout(timer);
+                resolve();
+              }
             },
           })
           .catch(reject);

@@ -207,6 +207,8 @@ export class KafkaSource implements Source {
   private readonly budget: InflightBudget;
   private stopping = false;
   private joined = false;
+  /** Member id of the latest join; the next join under another one means the group evicted us. */
+  private memberId: string | undefined;
   private crashed: Error | undefined;
   private timers: NodeJS.Timeout[] = [];
   private finished: (() => void) | undefined;
@@ -282,7 +284,8 @@ export class KafkaSource implements Source {
     this.stopping = true;
     const consumer = this.consumer;
     if (consumer) {
-      consumer.pause([...this.topicsAssigned()].map((topic) => ({ topic })));
+      // A crashed consumer is disconnected already: KafkaJS would throw on pause.
+      if (!this.crashed) consumer.pause([...this.topicsAssigned()].map((topic) => ({ topic })));
       await this.budget.drained();
       await this.commitAcked();
       await consumer.disconnect();
@@ -350,7 +353,9 @@ export class KafkaSource implements Source {
       maxWaitTimeInMs: 500,
     });
     this.consumer = consumer;
-    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => this.onAssignment(payload.memberAssignment));
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) =>
+      this.onAssignment(payload.memberAssignment, payload.memberId),
+    );
     consumer.on(consumer.events.CRASH, ({ payload }) => {
       metrics.consumerRestarts.inc({ topology: this.ctx.topology, reason: 'crash' });
       this.log.error({ err: payload.error, restart: payload.restart }, 'consumer crashed');
@@ -369,17 +374,36 @@ export class KafkaSource implements Source {
     });
   }
 
-  /** Forgets revoked partitions: their in-flight batches finish but are never committed by us. */
-  private onAssignment(assignment: Record<string, number[]>): void {
+  /**
+   * Forgets revoked partitions: their in-flight batches finish but are never committed by us.
+   * A join under a new member id means this consumer was out of the group (evicted when its
+   * session expired — a frozen process, a long pause — or restarted after a stall) and other
+   * members may have owned its partitions meanwhile: every partition held before counts as
+   * revoked, even one assigned again, so that its state is restored afresh and its stale
+   * acknowledged offset is never committed over the newer one.
+   */
+  private onAssignment(assignment: Record<string, number[]>, memberId: string): void {
     this.joined = true;
+    const rejoined = this.memberId !== undefined && memberId !== this.memberId;
+    this.memberId = memberId;
     const assigned = new Set<string>();
     for (const [topic, parts] of Object.entries(assignment))
       for (const p of parts) assigned.add(stateKey(topic, p));
+    if (rejoined && this.partitions.size > 0) {
+      this.log.warn(
+        { partitions: [...this.partitions.values()].map((s) => `${s.topic}/${s.partition}`) },
+        'joined the group as a new member: the partitions held before count as revoked',
+      );
+    }
     for (const [key, state] of this.partitions) {
-      if (!assigned.has(key)) {
+      if (rejoined || !assigned.has(key)) {
         this.events?.revoked(state.topic, [state.partition]);
         this.partitions.delete(key);
-        this.paused.delete(key);
+        // KafkaJS keeps a partition paused until resumed, across assignments: a partition
+        // revoked while paused and assigned again later would never be fetched.
+        if (this.paused.delete(key)) {
+          this.consumer?.resume([{ topic: state.topic, partitions: [state.partition] }]);
+        }
         metrics.consumerLag.remove({
           topology: this.ctx.topology,
           topic: state.topic,
@@ -508,14 +532,17 @@ export class KafkaSource implements Source {
   private async commitAcked(): Promise<void> {
     const consumer = this.consumer;
     if (!consumer) return;
-    const due = [...this.partitions.values()].filter((s) => s.acked !== undefined && s.acked !== s.committed);
+    // The offsets as sent: `acked` may move on while the commit is awaited.
+    const due = [...this.partitions.values()]
+      .filter((s) => s.acked !== undefined && s.acked !== s.committed)
+      .map((s) => ({ s, offset: s.acked }));
     if (due.length === 0) return;
     const end = metrics.commitSeconds.startTimer({ topology: this.ctx.topology });
     try {
       await consumer.commitOffsets(
-        due.map((s) => ({ topic: s.topic, partition: s.partition, offset: String(s.acked) })),
+        due.map(({ s, offset }) => ({ topic: s.topic, partition: s.partition, offset: String(offset) })),
       );
-      for (const s of due) s.committed = s.acked;
+      for (const { s, offset } of due) s.committed = offset;
       end();
     } catch (err) {
       // During a rebalance the coordinator refuses commits; the next one (or the drain) retries.

@@ -210,16 +210,9 @@ dead_letter: { topic: ${output}.dlq }
       b.child.kill(round === 0 ? 'SIGTERM' : 'SIGKILL');
       await b.exited;
     }
-    await waitFor('every input record committed', async () => (await t.committed()) >= total, 240_000).catch(
+    await waitFor('every input record committed', async () => (await t.committed()) >= total, 90_000).catch(
       (err: unknown) => {
-        console.error(
-          a
-            .logs()
-            .split('\n')
-            .filter((l) => !l.includes('"level":30'))
-            .slice(-40)
-            .join('\n'),
-        );
+        console.error(a.logs().split('\n').slice(-60).join('\n'));
         throw err;
       },
     );
