@@ -2,9 +2,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { FlotillaError } from '../core/errors.js';
 import { createLogger } from '../observability/logger.js';
+import { formatProfile } from '../steps/quality/index.js';
 import { formatResult, runFixture, summarize, updateFixture } from '../testing/driver.js';
 import { fixturePathFor } from '../testing/fixture.js';
 import type { Command } from './main.js';
+
+const indent = (text: string) => text.replace(/^/gm, '  ');
 
 /** The fixture to run for FILE: itself, or the `<name>.test.yaml` beside a topology. */
 function fixtureFileFor(file: string): string {
@@ -21,8 +24,8 @@ function fixtureFileFor(file: string): string {
 export const test: Command = {
   summary: 'run topologies on fixture records and compare their outputs with the expected ones',
   needsFiles: true,
-  options: { update: { type: 'boolean' } },
-  usage: `Usage: flotilla test [--update] FILE...
+  options: { update: { type: 'boolean' }, profile: { type: 'boolean' } },
+  usage: `Usage: flotilla test [--update] [--profile] FILE...
 
 FILE is a fixture (e.g. topologies/metrics.test.yaml) or a topology whose fixture
 <name>.test.yaml sits beside it. The topology runs with its source replaced by the
@@ -31,6 +34,7 @@ collectors; what each sink and the dead-letter topic received is compared with t
 fixture's expect section (see docs/testing.md).
 
   --update   write the actual outputs into the fixture's expect section
+  --profile  print the field profile of each quality step after its run (see docs/quality.md)
 
 Exit status 0 when every fixture passes (or was updated), 1 on any difference.`,
   async run({ positionals, values }) {
@@ -47,6 +51,12 @@ Exit status 0 when every fixture passes (or was updated), 1 on any difference.`,
       } else {
         if (!result.passed) failed++;
         (result.passed ? console.log : console.error)(formatResult(result));
+      }
+      if (values.profile) {
+        for (const { step, profile } of result.profiles) {
+          console.log(`profile of step '${step}' (${profile.records} records):`);
+          console.log(indent(formatProfile(profile)));
+        }
       }
     }
     return failed > 0 ? 1 : 0;

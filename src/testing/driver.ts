@@ -3,15 +3,24 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { parseDocument } from 'yaml';
-import type { ComponentContext, DeadLetterWriter, Sink, Source, Step } from '../core/component.js';
+import type {
+  ComponentContext,
+  DeadLetterWriter,
+  Sink,
+  Source,
+  StateStore,
+  Step,
+} from '../core/component.js';
 import { ComponentConfigError, ConfigError, FlotillaError } from '../core/errors.js';
 import type { DeadLetter, FlotillaRecord, SourceCoordinates } from '../core/record.js';
 import { AvroCodec, type AvroWriter } from '../kafka/avro.js';
 import type { Logger } from '../observability/logger.js';
+import { MemoryStateStore } from '../runtime/state-store.js';
 import { Worker } from '../runtime/worker.js';
 import { EmbeddedSource } from '../sources/embedded.js';
 import { EmbeddedLog, hashKey } from '../sources/embedded-log.js';
 import { stepKinds } from '../steps/index.js';
+import { type QualityProfile, QualityStep } from '../steps/quality/index.js';
 import { type LoadedTopology, loadTopology } from '../topology/load.js';
 import { groupOf, type SourceConfig, type StepConfig } from '../topology/schema.js';
 import { diffValues, type FieldDiff, show, toPlain } from './compare.js';
@@ -55,10 +64,18 @@ export type Mismatch =
   | { where: string; index: number; kind: 'missing'; expected: unknown }
   | { where: string; index: number; kind: 'extra'; actual: unknown; input?: number };
 
+/** The field profile a quality step built from the fixture's records. */
+export interface StepProfile {
+  step: string;
+  profile: QualityProfile;
+}
+
 export interface FixtureResult {
   fixture: Fixture;
   topology: LoadedTopology;
   inputs: number;
+  /** Of every quality step that profiles, in step order. */
+  profiles: StepProfile[];
   /** Per sink name (in topology order), what it received, ordered by source coordinates. */
   sinks: Map<string, ActualOutput[]>;
   deadLetters: ActualDeadLetter[];
@@ -92,10 +109,17 @@ class CollectingDeadLetters implements DeadLetterWriter {
   async close(): Promise<void> {}
 }
 
-/** Runs one embedded source per topic as one source. */
+/** Runs one embedded source per topic as one source; stateful steps get state of their own run. */
 class EmbeddedTopicsSource implements Source {
   readonly kind = 'embedded';
-  constructor(private readonly sources: EmbeddedSource[]) {}
+  constructor(
+    private readonly sources: EmbeddedSource[],
+    /** Unique to the run: a fixture run never restores the window state of an earlier one. */
+    private readonly runId: string,
+  ) {}
+  stateStore(name: string): StateStore {
+    return new MemoryStateStore(`flotilla-test/${this.runId}/${name}`);
+  }
   async run(handler: Parameters<Source['run']>[0]): Promise<void> {
     await Promise.all(this.sources.map((s) => s.run(handler)));
   }
@@ -252,7 +276,8 @@ export async function runFixture(
   const fixture = typeof fixtureOrFile === 'string' ? loadFixture(fixtureOrFile) : fixtureOrFile;
   const { config } = fixture;
   const logger = options.logger ?? pino({ level: 'silent' });
-  const registryUrl = `memory://flotilla-test/${randomUUID()}`;
+  const runId = randomUUID();
+  const registryUrl = `memory://flotilla-test/${runId}`;
   const topologyFile = path.resolve(path.dirname(fixture.file), config.topology);
   // Connection settings of the replaced source and sinks need no real value.
   const env = {
@@ -279,11 +304,12 @@ export async function runFixture(
   }
   const sinks = sinkNames.map((n) => new CollectingSink(n));
   const deadLetters = new CollectingDeadLetters();
+  const steps = await createSteps(topology, ctx, registryUrl);
   const worker = new Worker(
     topology,
     {
-      source: new EmbeddedTopicsSource(sources),
-      steps: await createSteps(topology, ctx, registryUrl),
+      source: new EmbeddedTopicsSource(sources, runId),
+      steps,
       sinks,
       deadLetters,
     },
@@ -323,10 +349,15 @@ export async function runFixture(
     ),
     ...compareDeadLetters(config.expect.dead_letter, actualDead),
   ];
+  const profiles = steps.flatMap((step) => {
+    const profile = step instanceof QualityStep ? step.profile() : undefined;
+    return profile ? [{ step: step.name, profile }] : [];
+  });
   return {
     fixture,
     topology,
     inputs: config.input.length,
+    profiles,
     sinks: actualSinks,
     deadLetters: actualDead,
     mismatches,

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -8,6 +8,10 @@ import { formatResult, runFixture } from '../../src/testing/driver.js';
 
 const topologies = path.resolve('topologies');
 const dir = mkdtempSync(path.join(tmpdir(), 'flotilla-fixture-'));
+/** Every fixture shipped under topologies/, as paths relative to it. */
+const shippedFixtures = readdirSync(topologies, { recursive: true, encoding: 'utf8' })
+  .filter((f) => /\.test\.ya?ml$/.test(f))
+  .sort();
 
 /** A copy of a shipped fixture in a temp folder (paths made absolute), with `edit` applied to its text. */
 function copyFixture(name: string, edit: (text: string) => string): string {
@@ -19,15 +23,18 @@ function copyFixture(name: string, edit: (text: string) => string): string {
   return file;
 }
 
-/** Runs the CLI verb, capturing what it prints. */
-async function runCli(args: string[], update = false): Promise<{ code: number; out: string }> {
+/** Runs the CLI verb with its options, capturing what it prints. */
+async function runCli(
+  args: string[],
+  values: { update?: boolean; profile?: boolean } = {},
+): Promise<{ code: number; out: string }> {
   let out = '';
   const capture = (...parts: unknown[]) => {
     out += `${parts.join(' ')}\n`;
   };
   vi.spyOn(console, 'log').mockImplementation(capture);
   vi.spyOn(console, 'error').mockImplementation(capture);
-  const code = await testCommand.run({ positionals: args, values: { update } });
+  const code = await testCommand.run({ positionals: args, values });
   return { code, out };
 }
 
@@ -36,6 +43,33 @@ afterEach(() => {
 });
 
 describe('flotilla test', () => {
+  it('finds the shipped fixtures, windows with late records among them', () => {
+    expect(shippedFixtures).toEqual(
+      expect.arrayContaining([
+        'events.test.yaml',
+        'metrics.test.yaml',
+        'metrics-quality.test.yaml',
+        'windows-session.test.yaml',
+        'windows-sliding.test.yaml',
+        'windows-tumbling.test.yaml',
+      ]),
+    );
+  });
+
+  it.each(shippedFixtures)('passes on the shipped fixture %s', async (name) => {
+    const result = await runFixture(path.join(topologies, name));
+    expect(result.mismatches, formatResult(result)).toEqual([]);
+  });
+
+  it.each([
+    ['windows-tumbling.test.yaml', 1],
+    ['windows-sliding.test.yaml', 1],
+    ['windows-session.test.yaml', 1],
+  ])('%s dead-letters %i late record(s) with reason late', async (name, late) => {
+    const result = await runFixture(path.join(topologies, name));
+    expect(result.deadLetters.filter((d) => d.reason === 'late')).toHaveLength(late);
+  });
+
   it('passes on the shipped metrics fixture: Avro in, poison records dead-lettered by decode', async () => {
     const result = await runFixture(path.join(topologies, 'metrics.test.yaml'));
     expect(result.mismatches).toEqual([]);
@@ -57,6 +91,20 @@ describe('flotilla test', () => {
       /PASS .*events\.test\.yaml: 9 records in, 4 out to plays, 4 dead-lettered; all expected/,
     );
     expect(code).toBe(0);
+  });
+
+  it('--profile prints the field profile of each quality step after its run', async () => {
+    const { code, out } = await runCli([path.join(topologies, 'metrics-quality.test.yaml')], {
+      profile: true,
+    });
+    expect(code).toBe(0);
+    expect(out).toContain('PASS topologies/metrics-quality.test.yaml: 17 records in');
+    expect(out).toContain("profile of step 'checks' (17 records):");
+    expect(out).toMatch(/^ {2}field +null +types +min +max +mean +distinct$/m);
+    expect(out).toMatch(/^ {2}host +5\.9% +string 100% +- +- +- +~1$/m);
+    expect(out).toMatch(/^ {2}value +0% +number 94\.1%, string 5\.9% +37 +150 +54\.063 +~11$/m);
+    // Without the flag, no profile.
+    expect((await runCli([path.join(topologies, 'metrics-quality.test.yaml')])).out).not.toContain('profile');
   });
 
   it('reports a mismatch by sink, record index and field, with exit status 1', async () => {
@@ -100,7 +148,7 @@ describe('flotilla test', () => {
   it('--update writes the actual outputs as the expectation, keeping the inputs and comments', async () => {
     const file = copyFixture('events.test.yaml', (text) => `${text.split('\nexpect:')[0]}\n`);
     expect((await runFixture(file)).passed).toBe(false);
-    const { code, out } = await runCli([file], true);
+    const { code, out } = await runCli([file], { update: true });
     expect(code).toBe(0);
     expect(out).toMatch(/updated .*: 9 records in, 4 out to plays, 4 dead-lettered/);
     const text = readFileSync(file, 'utf8');

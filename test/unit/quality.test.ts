@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { ComponentContext, StepContext } from '../../src/core/component.js';
 import { ConfigError } from '../../src/core/errors.js';
 import type { FlotillaRecord } from '../../src/core/record.js';
@@ -633,6 +633,42 @@ describe('quality profiling', () => {
     expect(Object.keys(capped.profile()?.fields ?? {})).toEqual(['a', 'b']);
     const off = makeStep({ rules: [{ kind: 'required', fields: ['a'] }], profile: { enabled: false } });
     expect(off.profile()).toBeUndefined();
+  });
+
+  it('logs the profile at info level every log_every once records came, and when it stops', async () => {
+    vi.useFakeTimers();
+    try {
+      const logged: { msg: string; step: string; profile: { records: number } }[] = [];
+      const ctx: ComponentContext = {
+        topology: 'quality-log-test',
+        group: 'flotilla-quality-log-test',
+        baseDir: '.',
+        logger: pino({ level: 'info' }, { write: (line: string) => logged.push(JSON.parse(line)) }),
+      };
+      const rules = [{ kind: 'required', fields: ['a'] }];
+      const config = (profile: Record<string, unknown>) =>
+        qualityStepSchema.parse({ kind: 'quality', name: 'checks', rules, profile });
+      const step = new QualityStep(config({ log_every: '1m' }), ctx);
+      vi.advanceTimersByTime(60_000);
+      expect(logged).toEqual([]); // nothing profiled yet
+      run(step, [{ a: 1 }, { a: null }]);
+      vi.advanceTimersByTime(120_000);
+      await step.close();
+      expect(logged.map((l) => [l.msg, l.step, l.profile.records])).toEqual([
+        ['quality profile', 'checks', 2],
+        ['quality profile', 'checks', 2],
+        ['quality profile', 'checks', 2],
+      ]);
+      logged.length = 0;
+      const quiet = new QualityStep(config({ log_every: 0 }), ctx);
+      run(quiet, [{ a: 1 }]);
+      vi.advanceTimersByTime(3_600_000);
+      expect(logged).toEqual([]);
+      await quiet.close();
+      expect(logged).toHaveLength(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -2,7 +2,7 @@ import type { ComponentDefinition, Step } from '../../core/component.js';
 import { qualityStepSchema } from './schema.js';
 import { QualityStep } from './step.js';
 
-export type { QualityProfile } from './profile.js';
+export { formatProfile, type QualityProfile } from './profile.js';
 export type { QualityStepConfig } from './schema.js';
 export {
   QualityError,

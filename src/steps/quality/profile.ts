@@ -123,3 +123,36 @@ export class Profiler {
     return { records: this.records, fields };
   }
 }
+
+/** A number for people: integers as they are, others to 3 decimals. */
+const readable = (x: number) => String(Number.isInteger(x) ? x : Number(x.toFixed(3)));
+const percent = (share: number) => `${Number((share * 100).toFixed(1))}%`;
+
+/** A profile as an aligned table, one line per field (`flotilla test --profile`). */
+export function formatProfile(profile: QualityProfile): string {
+  const rows = [['field', 'null', 'types', 'min', 'max', 'mean', 'distinct']];
+  for (const [name, f] of Object.entries(profile.fields)) {
+    const types = Object.entries(f.types)
+      .sort(([, a], [, b]) => (b as number) - (a as number))
+      .map(([type, share]) => `${type} ${percent(share as number)}`);
+    const stat = (x: number | null) => (x === null ? '-' : readable(x));
+    rows.push([
+      name,
+      percent(f.null_rate),
+      types.join(', ') || '-',
+      stat(f.min),
+      stat(f.max),
+      stat(f.mean),
+      `~${Math.round(f.distinct)}`,
+    ]);
+  }
+  const widths = (rows[0] as string[]).map((_, c) => Math.max(...rows.map((r) => (r[c] as string).length)));
+  return rows
+    .map((r) =>
+      r
+        .map((cell, c) => cell.padEnd(widths[c] as number))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}

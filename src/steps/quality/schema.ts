@@ -5,6 +5,9 @@ import { expressionSchema } from '../expression-step.js';
 import { fieldPathSchema } from './fields.js';
 
 export const qualityActions = ['dead_letter', 'tag', 'drop'] as const;
+
+/** How often a running quality step logs its field profile by default (5 minutes). */
+const PROFILE_LOG_EVERY_MS = 5 * 60_000;
 export type QualityAction = (typeof qualityActions)[number];
 
 export const valueTypes = ['string', 'number', 'integer', 'boolean', 'object', 'array', 'timestamp'] as const;
@@ -255,9 +258,14 @@ export const qualityStepSchema = z
           .max(1000)
           .default(20)
           .describe('Top-level fields profiled at most.'),
+        log_every: durationSchema
+          .default(PROFILE_LOG_EVERY_MS)
+          .describe(
+            "Logs the profile at info level this often, e.g. '5m' (0: never); and when the step stops.",
+          ),
       })
       .strict()
-      .default({ enabled: true, max_fields: 20 })
+      .default({ enabled: true, max_fields: 20, log_every: PROFILE_LOG_EVERY_MS })
       .describe('Running statistics per field: null rate, type mix, min/max/mean, distinct estimate.'),
   })
   .strict()

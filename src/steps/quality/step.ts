@@ -85,6 +85,7 @@ export class QualityStep implements Step {
   private readonly eventTime: FieldPath | undefined;
   private readonly unregister: () => void;
   private readonly now: () => number;
+  private readonly profileLog: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly config: QualityStepConfig,
@@ -97,6 +98,10 @@ export class QualityStep implements Step {
     this.ruleNames = this.rules.map((r) => r.name);
     const { profile } = config;
     this.profiler = profile.enabled ? new Profiler(profile.fields, profile.max_fields) : undefined;
+    if (this.profiler && profile.log_every > 0) {
+      this.profileLog = setInterval(() => this.logProfile(), profile.log_every);
+      this.profileLog.unref();
+    }
     this.tenants = new TenantLabels(config.max_tenants);
     this.tenantField = config.tenant_field;
     this.eventTime = config.event_time;
@@ -188,6 +193,14 @@ export class QualityStep implements Step {
     return this.profiler?.profile();
   }
 
+  /** What the stream looks like so far, in the worker's log (`flotilla run`). */
+  private logProfile(): void {
+    const profile = this.profile();
+    if (profile && profile.records > 0) {
+      this.ctx.logger.info({ topology: this.ctx.topology, step: this.name, profile }, 'quality profile');
+    }
+  }
+
   /** The partition's state, to checkpoint alongside its offsets. */
   snapshot(topic: string, partition: number): QualitySnapshot {
     const tables = this.partitions.get(partitionKey(topic, partition));
@@ -235,6 +248,8 @@ export class QualityStep implements Step {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.profileLog);
+    this.logProfile();
     this.unregister();
   }
 

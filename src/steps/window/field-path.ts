@@ -58,13 +58,30 @@ export function eventTimeReader(path: string | undefined): (r: FlotillaRecord) =
   };
 }
 
+/** Group keys a step remembers to avoid rebuilding them (key strings, parsed keys); bounded. */
+export const RECENT_KEYS = 10_000;
+
 /** The group key of a record: the JSON list of its group-by field values (missing ones are null). */
 export function groupKeyReader(paths: readonly string[]): (value: unknown) => string {
   if (paths.length === 0) return () => '[]';
   const readers = paths.map(fieldReader);
   if (readers.length === 1) {
     const read = readers[0] as FieldReader;
-    return (value) => `[${JSON.stringify(read(value) ?? null)}]`;
+    // Streams repeat their keys: reusing the key string of a recent value saves building and
+    // hashing a new one per record. Bounded: emptied when full.
+    const recent = new Map<unknown, string>();
+    return (value) => {
+      const v = read(value);
+      let key = recent.get(v);
+      if (key === undefined) {
+        key = `[${JSON.stringify(v ?? null)}]`;
+        if (typeof v === 'string' || typeof v === 'number') {
+          if (recent.size >= RECENT_KEYS) recent.clear();
+          recent.set(v, key);
+        }
+      }
+      return key;
+    };
   }
   return (value) => {
     let key = '[';

@@ -5,25 +5,36 @@ import { type EngineContext, PartitionState, type StateUnit, type WindowEngine }
 import { NO_SOURCE, type Tally } from './tally.js';
 
 /** The records of one group key within one pane [start, start + pane). */
-interface Pane extends StateUnit, Tally {
-  kind: 'pane';
+interface Pane extends Tally {
   start: number;
-  key: string;
+  owner: PaneKey;
 }
 
 /** on_update: the revision of one window of one group key, and whether it changed since its last result. */
-interface RevisionMark extends StateUnit {
-  kind: 'mark';
+interface RevisionMark {
   /** Window start. */
   start: number;
-  key: string;
+  owner: PaneKey;
   revision: number;
   pending: boolean;
+  freed: boolean;
 }
 
-type PaneUnit = Pane | RevisionMark;
+/**
+ * The state of one group key: its open panes and (on_update) the revision marks of its open
+ * windows, kept as one changelog entry. One entry per key rather than per pane: a snapshot
+ * writes each key a batch touched once, however many panes the batch spanned, and a closed
+ * pane needs no tombstone of its own (changelog messages cost far more than their bytes).
+ */
+interface PaneKey extends StateUnit {
+  key: string;
+  panes: Pane[];
+  marks: RevisionMark[];
+}
 
-class PanePartition extends PartitionState<PaneUnit> {
+class PanePartition extends PartitionState<PaneKey> {
+  /** Group key → its state. */
+  readonly keys = new Map<string, PaneKey>();
   /** Pane start → group key → pane. */
   readonly panes = new Map<number, Map<string, Pane>>();
   /** Starts of the panes held, ascending. */
@@ -33,7 +44,7 @@ class PanePartition extends PartitionState<PaneUnit> {
   readonly pendingMarks: RevisionMark[] = [];
 }
 
-const UNIT_VERSION = 1;
+const UNIT_VERSION = 2;
 
 const floorTo = (x: number, unit: number): number => Math.floor(x / unit) * unit;
 
@@ -46,6 +57,11 @@ function insertSorted(xs: number[], x: number): void {
     else hi = mid;
   }
   xs.splice(lo, 0, x);
+}
+
+function remove<T>(xs: T[], x: T): void {
+  const i = xs.indexOf(x);
+  if (i >= 0) xs.splice(i, 1);
 }
 
 function lowerBound(xs: readonly number[], x: number): number {
@@ -66,7 +82,7 @@ function lowerBound(xs: readonly number[], x: number): number {
  * slide = size, where a pane is a window. A record is late when the last window holding its
  * pane has closed; it still counts in the windows of its pane that are open.
  */
-export class PaneEngine implements WindowEngine<PanePartition, PaneUnit> {
+export class PaneEngine implements WindowEngine<PanePartition, PaneKey> {
   private readonly pane: number;
   private readonly grace: number;
 
@@ -122,27 +138,43 @@ export class PaneEngine implements WindowEngine<PanePartition, PaneUnit> {
     }
     let pane = byKey.get(key);
     if (pane === undefined) {
+      const owner = this.ownerOf(p, key);
       pane = {
-        kind: 'pane',
         start,
-        key,
+        owner,
         count: 0,
         accs: this.ctx.aggregates.initAccs(),
         lastSeq: -1,
         lastSource: NO_SOURCE,
-        persisted: false,
-        changed: false,
-        freed: false,
       };
+      owner.panes.push(pane);
       byKey.set(key, pane);
     }
     this.ctx.aggregates.add(pane, inputs, time, p.seq, record.source);
-    p.touch(pane);
-    if (this.ctx.onUpdate) this.markOpenWindows(p, start, key);
+    p.touch(pane.owner);
+    if (this.ctx.onUpdate) this.markOpenWindows(p, start, pane.owner);
     return true;
   }
 
-  private markOpenWindows(p: PanePartition, paneStart: number, key: string): void {
+  private ownerOf(p: PanePartition, key: string): PaneKey {
+    let owner = p.keys.get(key);
+    if (owner === undefined) {
+      owner = { key, panes: [], marks: [], persisted: false, changed: false, freed: false };
+      p.keys.set(key, owner);
+    }
+    return owner;
+  }
+
+  /** After a pane or mark of `owner` closed: its entry is rewritten, or deleted once nothing is left. */
+  private shrunk(p: PanePartition, owner: PaneKey): void {
+    if (owner.panes.length > 0 || owner.marks.length > 0) p.touch(owner);
+    else {
+      p.keys.delete(owner.key);
+      p.free(owner);
+    }
+  }
+
+  private markOpenWindows(p: PanePartition, paneStart: number, owner: PaneKey): void {
     const last = floorTo(paneStart, this.slide);
     for (
       let s = Math.max(this.firstWindowOf(paneStart), this.firstOpenAt(p.closedWatermark));
@@ -154,19 +186,11 @@ export class PaneEngine implements WindowEngine<PanePartition, PaneUnit> {
         byKey = new Map();
         p.marks.set(s, byKey);
       }
-      let mark = byKey.get(key);
+      let mark = byKey.get(owner.key);
       if (mark === undefined) {
-        mark = {
-          kind: 'mark',
-          start: s,
-          key,
-          revision: 0,
-          pending: false,
-          persisted: false,
-          changed: false,
-          freed: false,
-        };
-        byKey.set(key, mark);
+        mark = { start: s, owner, revision: 0, pending: false, freed: false };
+        owner.marks.push(mark);
+        byKey.set(owner.key, mark);
       }
       if (!mark.pending) {
         mark.pending = true;
@@ -189,7 +213,7 @@ export class PaneEngine implements WindowEngine<PanePartition, PaneUnit> {
       const last = floorTo(start, slide);
       for (; s <= last && s + size + grace <= wm; s += slide) {
         if (merged === null) {
-          for (const pane of byKey.values()) this.closeWindow(p, s, pane.key, pane, out);
+          for (const pane of byKey.values()) this.closeWindow(p, s, pane.owner.key, pane, out);
           continue;
         }
         let window = merged.get(s);
@@ -198,17 +222,21 @@ export class PaneEngine implements WindowEngine<PanePartition, PaneUnit> {
           merged.set(s, window);
         }
         for (const pane of byKey.values()) {
-          let t = window.get(pane.key);
+          const key = pane.owner.key;
+          let t = window.get(key);
           if (t === undefined) {
             t = this.ctx.aggregates.newTally();
-            window.set(pane.key, t);
+            window.set(key, t);
           }
           this.ctx.aggregates.merge(t, pane);
         }
       }
       // Panes end up ascending by their last window too, so the freed ones are a prefix.
       if (last + size + grace <= wm) {
-        for (const pane of byKey.values()) p.free(pane);
+        for (const pane of byKey.values()) {
+          remove(pane.owner.panes, pane);
+          this.shrunk(p, pane.owner);
+        }
         p.panes.delete(start);
         freed++;
       }
@@ -240,7 +268,11 @@ export class PaneEngine implements WindowEngine<PanePartition, PaneUnit> {
   private freeClosedMarks(p: PanePartition, wm: number): void {
     for (const [s, byKey] of p.marks) {
       if (s + this.size + this.grace > wm) continue;
-      for (const mark of byKey.values()) p.free(mark);
+      for (const mark of byKey.values()) {
+        mark.freed = true;
+        remove(mark.owner.marks, mark);
+        this.shrunk(p, mark.owner);
+      }
       p.marks.delete(s);
     }
   }
@@ -262,61 +294,69 @@ export class PaneEngine implements WindowEngine<PanePartition, PaneUnit> {
       if (mark.freed || !mark.pending) continue;
       mark.pending = false;
       mark.revision++;
-      p.touch(mark);
-      const t = this.windowTally(p, mark.start, mark.key);
-      out.push(this.ctx.results.result(mark.key, mark.start, mark.start + this.size, t, mark.revision));
+      p.touch(mark.owner);
+      const key = mark.owner.key;
+      const t = this.windowTally(p, mark.start, key);
+      out.push(this.ctx.results.result(key, mark.start, mark.start + this.size, t, mark.revision));
     }
     p.pendingMarks.length = 0;
   }
 
-  *liveUnits(p: PanePartition): Iterable<PaneUnit> {
-    for (const byKey of p.panes.values()) yield* byKey.values();
-    for (const byKey of p.marks.values()) yield* byKey.values();
+  liveUnits(p: PanePartition): Iterable<PaneKey> {
+    return p.keys.values();
   }
 
-  unitKey(unit: PaneUnit): string {
-    return `${unit.kind === 'pane' ? 'p' : 'r'}/${unit.start}/${unit.key}`;
+  unitKey(unit: PaneKey): string {
+    return `k/${unit.key}`;
   }
 
-  encode(unit: PaneUnit, w: StateWriter): void {
+  encode(unit: PaneKey, w: StateWriter): void {
     w.u8(UNIT_VERSION);
-    w.f64(unit.start);
     w.str(unit.key);
-    if (unit.kind === 'pane') this.ctx.aggregates.write(unit, w);
-    else w.f64(unit.revision);
+    w.u32(unit.panes.length);
+    for (const pane of unit.panes) {
+      w.f64(pane.start);
+      this.ctx.aggregates.write(pane, w);
+    }
+    w.u32(unit.marks.length);
+    for (const mark of unit.marks) {
+      w.f64(mark.start);
+      w.f64(mark.revision);
+    }
   }
 
   decode(p: PanePartition, key: string, r: StateReader): void {
+    if (!key.startsWith('k/')) {
+      throw new StateDecodeError(
+        `'${key}' is not a key of ${this.slide === this.size ? 'tumbling' : 'sliding'} window state`,
+      );
+    }
     r.u8();
-    const start = r.f64();
-    const groupKey = r.str();
-    const flags = { persisted: true, changed: false, freed: false };
-    if (key.startsWith('p/')) {
+    const owner = this.ownerOf(p, r.str());
+    owner.persisted = true;
+    const panes = r.u32();
+    for (let i = 0; i < panes; i++) {
+      const start = r.f64();
+      const pane: Pane = { start, owner, ...this.ctx.aggregates.read(r) };
+      owner.panes.push(pane);
       let byKey = p.panes.get(start);
       if (byKey === undefined) {
         byKey = new Map();
         p.panes.set(start, byKey);
         insertSorted(p.starts, start);
       }
-      byKey.set(groupKey, { kind: 'pane', start, key: groupKey, ...flags, ...this.ctx.aggregates.read(r) });
-    } else if (key.startsWith('r/')) {
-      let byKey = p.marks.get(start);
+      byKey.set(owner.key, pane);
+    }
+    const marks = r.u32();
+    for (let i = 0; i < marks; i++) {
+      const mark: RevisionMark = { start: r.f64(), owner, revision: r.f64(), pending: false, freed: false };
+      owner.marks.push(mark);
+      let byKey = p.marks.get(mark.start);
       if (byKey === undefined) {
         byKey = new Map();
-        p.marks.set(start, byKey);
+        p.marks.set(mark.start, byKey);
       }
-      byKey.set(groupKey, {
-        kind: 'mark',
-        start,
-        key: groupKey,
-        revision: r.f64(),
-        pending: false,
-        ...flags,
-      });
-    } else {
-      throw new StateDecodeError(
-        `'${key}' is not a key of ${this.slide === this.size ? 'tumbling' : 'sliding'} window state`,
-      );
+      byKey.set(owner.key, mark);
     }
   }
 

@@ -1,4 +1,5 @@
 import type { FlotillaRecord, SourceCoordinates } from '../../core/record.js';
+import { RECENT_KEYS } from './field-path.js';
 import type { AggregateSet, Tally } from './tally.js';
 
 /**
@@ -7,6 +8,9 @@ import type { AggregateSet, Tally } from './tally.js';
  * revision of a window shares its id.
  */
 export class ResultBuilder {
+  /** Group key values of recent results: a key usually emits again, window after window. */
+  private readonly parsedKeys = new Map<string, unknown[]>();
+
   constructor(
     /** `<topology>/<step>/` */
     private readonly idPrefix: string,
@@ -18,13 +22,19 @@ export class ResultBuilder {
     return `${this.idPrefix}${key}/${start}/${end}`;
   }
 
-  /** The group key as an object: group-by path → value. */
+  /** The group key as a new object: group-by path → value. */
   private keyObject(key: string): Record<string, unknown> {
-    const values = JSON.parse(key) as unknown[];
+    let values = this.parsedKeys.get(key);
+    if (values === undefined) {
+      values = JSON.parse(key) as unknown[];
+      // Only primitives are shared between results: an object value could be changed downstream.
+      if (values.every((v) => v === null || typeof v !== 'object')) {
+        if (this.parsedKeys.size >= RECENT_KEYS) this.parsedKeys.clear();
+        this.parsedKeys.set(key, values);
+      }
+    }
     const out: Record<string, unknown> = {};
-    this.groupBy.forEach((path, i) => {
-      out[path] = values[i];
-    });
+    for (let i = 0; i < this.groupBy.length; i++) out[this.groupBy[i] as string] = values[i];
     return out;
   }
 

@@ -194,11 +194,20 @@ export class WindowStep implements StatefulStep {
       p.tracking = true;
       for (const unit of this.engine.liveUnits(p)) entries.push(this.entryOf(unit));
     } else {
+      // Last write per key, as the changelog keeps it: a key freed and opened again since the
+      // last snapshot (a tumbling window closed, the next one began) needs no tombstone first.
+      const latest = new Map<string, StateEntry>();
       for (const unit of p.changes) {
         unit.changed = false;
-        if (!unit.freed) entries.push(this.entryOf(unit));
-        else if (unit.persisted) entries.push({ key: this.engine.unitKey(unit), value: null });
+        if (!unit.freed) {
+          const entry = this.entryOf(unit);
+          latest.set(entry.key, entry);
+        } else if (unit.persisted) {
+          const key = this.engine.unitKey(unit);
+          latest.set(key, { key, value: null });
+        }
       }
+      entries.push(...latest.values());
       p.changes = [];
     }
     const w = this.writer;
