@@ -11,6 +11,8 @@ const READ_TIMEOUT_MS = 60_000;
  * value is a tombstone). Restoring reads the partition from its start to its current end.
  */
 export class KafkaChangelog implements StateStore {
+  private ensured: Promise<void> | undefined;
+
   constructor(
     private readonly kafka: Kafka,
     readonly topic: string,
@@ -18,8 +20,15 @@ export class KafkaChangelog implements StateStore {
     private readonly partitions: () => Promise<number>,
   ) {}
 
-  private async ensure(): Promise<void> {
-    await this.producer.ensureTopic(this.topic, { numPartitions: await this.partitions(), compact: true });
+  /** Creates the topic once (a metadata round trip per checkpoint would dominate its cost). */
+  private ensure(): Promise<void> {
+    this.ensured ??= this.partitions()
+      .then((numPartitions) => this.producer.ensureTopic(this.topic, { numPartitions, compact: true }))
+      .catch((err: unknown) => {
+        this.ensured = undefined;
+        throw err;
+      });
+    return this.ensured;
   }
 
   async write(partition: number, entries: StateEntry[]): Promise<void> {

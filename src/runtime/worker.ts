@@ -220,6 +220,7 @@ export class Worker {
     // batch against the old state, which gives the same results under the same ids.
     return this.checkpoint(
       work.partition,
+      generation,
       delivered.then(() => processed).then(({ snapshots }) => snapshots),
     ).then(() => {
       metrics.batchSeconds.observe(
@@ -263,20 +264,34 @@ export class Worker {
     }
   }
 
-  /** Writes `snapshots` once they resolve, after every checkpoint of the partition enqueued before. */
-  private checkpoint(partition: number, snapshots: Promise<Map<StateSlot, StateEntry[]>>): Promise<void> {
+  /**
+   * Writes `snapshots` once they resolve, after every checkpoint of the partition enqueued
+   * before, unless the partition was revoked since the batch was handed over.
+   */
+  private checkpoint(
+    partition: number,
+    generation: number,
+    snapshots: Promise<Map<StateSlot, StateEntry[]>>,
+  ): Promise<void> {
     const previous = this.checkpointChains.get(partition) ?? Promise.resolve();
     const write = Promise.all([previous, snapshots]).then(([, ready]) =>
-      Promise.all(
-        [...ready].map(([{ step, store }, entries]) =>
-          retryUntilStopped(
-            () => store.write(partition, entries),
-            () => this.stopping,
-            (err, attempt) =>
-              this.logger.error({ step: step.name, partition, attempt, err }, 'checkpoint failed; retrying'),
-          ),
-        ),
-      ).then(() => undefined),
+      // Revoked meanwhile: the new owner has restored and writes this state now; a late write
+      // from here would land after its writes and roll the changelog back.
+      (this.generations.get(partition) ?? 0) !== generation
+        ? undefined
+        : Promise.all(
+            [...ready].map(([{ step, store }, entries]) =>
+              retryUntilStopped(
+                () => store.write(partition, entries),
+                () => this.stopping,
+                (err, attempt) =>
+                  this.logger.error(
+                    { step: step.name, partition, attempt, err },
+                    'checkpoint failed; retrying',
+                  ),
+              ),
+            ),
+          ).then(() => undefined),
     );
     // A failed batch must not hold up the partition's later checkpoints forever.
     const settled = write.then(
