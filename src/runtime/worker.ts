@@ -24,6 +24,7 @@ import type { LoadedTopology } from '../topology/load.js';
 import { groupOf } from '../topology/schema.js';
 import { EmbeddedDeadLetters } from './dead-letter.js';
 import { retryUntilStopped } from './retry.js';
+import { isSnapshottingStep, SnapshotState } from './snapshot-state.js';
 import { MemoryStateStore } from './state-store.js';
 
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
@@ -83,7 +84,13 @@ export async function buildParts(topology: LoadedTopology, logger: Logger): Prom
   return {
     source,
     steps: await Promise.all(
-      config.steps.map((s, i) => at(['steps', i], () => create<Step>(stepKinds, s, ctx))),
+      config.steps.map((s, i) =>
+        at(['steps', i], async () => {
+          const step = await create<Step>(stepKinds, s, ctx);
+          // Whole-snapshot state is checkpointed like window state.
+          return isSnapshottingStep(step) && !isStatefulStep(step) ? new SnapshotState(step) : step;
+        }),
+      ),
     ),
     sinks: await Promise.all(
       config.sinks.map((s, i) => at(['sinks', i], () => create<Sink>(sinkKinds, s, ctx))),

@@ -276,7 +276,7 @@ describe('the anomaly step', () => {
     const clone = (rs: FlotillaRecord[]) => rs.map((r) => ({ ...r, value: { ...(r.value as object) } }));
     expect(await valuesOut(restored, clone(rest))).toEqual(await valuesOut(original, clone(rest)));
 
-    original.drop('t', 0);
+    original.release('t', 0);
     expect(original.snapshot('t', 0).series).toEqual([]);
   });
 

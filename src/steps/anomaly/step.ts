@@ -50,7 +50,7 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
 /**
  * The `anomaly` step: per series (key fields of the record value), each record is scored in
  * order by its series' detector, then learned. State is held per partition of the input, so
- * it can be checkpointed and restored with the partition (`snapshot`/`restore`/`drop`).
+ * it can be checkpointed and restored with the partition (`snapshot`/`restore`/`release`).
  */
 export class AnomalyStep implements Step {
   private readonly spec: DetectorSpec;
@@ -169,7 +169,7 @@ export class AnomalyStep implements Step {
   }
 
   /** Forgets a partition's state (on revocation). */
-  drop(topic: string, partition: number): void {
+  release(topic: string, partition: number): void {
     this.tables.delete(`${topic}\u0000${partition}`);
     this.reportSeries();
   }
