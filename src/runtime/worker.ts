@@ -27,6 +27,13 @@ import { retryUntilStopped } from './retry.js';
 import { isSnapshottingStep, SnapshotState } from './snapshot-state.js';
 import { MemoryStateStore } from './state-store.js';
 
+/** A sink retried past its `give_up_after`. */
+class SinkGaveUp extends Error {
+  constructor(readonly reason: unknown) {
+    super('sink gave up');
+  }
+}
+
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 type Definition = { kind: string; create(config: never, ctx: ComponentContext): unknown };
@@ -136,6 +143,8 @@ export class Worker {
   private readonly restored = new Map<number, Promise<void>>();
   private readonly stateful: StateSlot[];
   private readonly routes: ((r: FlotillaRecord) => boolean)[];
+  /** Per sink: ms of retrying before a batch is dead-lettered for it (undefined: never). */
+  private readonly giveUpAfter: (number | undefined)[];
   private ticker: NodeJS.Timeout | undefined;
 
   constructor(
@@ -151,6 +160,7 @@ export class Worker {
       const when = (s as { when?: CompiledExpression }).when;
       return when ? (r: FlotillaRecord) => when.test(scopeOf(r)) : () => true;
     });
+    this.giveUpAfter = topology.config.sinks.map((s) => (s as { give_up_after?: number }).give_up_after);
   }
 
   /** State belongs to the consumer group's progress: one changelog per group and step. */
@@ -217,7 +227,7 @@ export class Worker {
       await Promise.all(
         this.parts.sinks.map((sink, i) => {
           const route = this.routes[i];
-          return this.writeToSink(sink, route ? records.filter(route) : records, dead);
+          return this.writeToSink(sink, route ? records.filter(route) : records, dead, this.giveUpAfter[i]);
         }),
       );
       // After the sinks: a row a database refuses for good is dead-lettered like a step's reject.
@@ -394,26 +404,47 @@ export class Worker {
     return { records, snapshots };
   }
 
-  private async writeToSink(sink: Sink, records: FlotillaRecord[], dead: DeadLetter[]): Promise<void> {
+  private async writeToSink(
+    sink: Sink,
+    records: FlotillaRecord[],
+    dead: DeadLetter[],
+    giveUpAfterMs: number | undefined,
+  ): Promise<void> {
     if (records.length === 0) return;
     const labels = { topology: this.name, sink: sink.name };
     const end = metrics.sinkFlushSeconds.startTimer(labels);
+    const started = Date.now();
     let rejected: DeadLetter[] = [];
-    await retryUntilStopped(
-      () => {
-        // A retried batch is written whole again: only the last attempt's rejects count.
-        rejected = [];
-        return sink.write(records, {
-          reject: (record, error) =>
-            rejected.push({ record, step: sink.name, reason: 'sink', error: errorText(error) }),
-        });
-      },
-      () => this.stopping,
-      (err, attempt) => {
-        metrics.sinkErrors.inc(labels);
-        this.logger.warn({ sink: sink.name, attempt, err }, 'sink write failed; retrying');
-      },
-    );
+    try {
+      await retryUntilStopped(
+        () => {
+          // A retried batch is written whole again: only the last attempt's rejects count.
+          rejected = [];
+          return sink.write(records, {
+            reject: (record, error) =>
+              rejected.push({ record, step: sink.name, reason: 'sink', error: errorText(error) }),
+          });
+        },
+        () => this.stopping,
+        (err, attempt) => {
+          metrics.sinkErrors.inc(labels);
+          this.logger.warn({ sink: sink.name, attempt, err }, 'sink write failed; retrying');
+          if (giveUpAfterMs !== undefined && Date.now() - started >= giveUpAfterMs) throw new SinkGaveUp(err);
+        },
+      );
+    } catch (err) {
+      if (!(err instanceof SinkGaveUp)) throw err;
+      // A bounded outage: the batch goes to the dead-letter topic for this sink (to be
+      // replayed into it later) and the partition moves on with the other sinks.
+      this.logger.error(
+        { sink: sink.name, records: records.length, err: err.reason },
+        'sink gave up on a batch; dead-lettering it',
+      );
+      for (const record of records) {
+        dead.push({ record, step: sink.name, reason: 'sink_unavailable', error: errorText(err.reason) });
+      }
+      return;
+    }
     end();
     dead.push(...rejected);
     metrics.sinkRecords.inc(labels, records.length - rejected.length);

@@ -27,14 +27,20 @@ class FileSink implements Sink {
 
   async write(records: FlotillaRecord[]): Promise<void> {
     if (records.length === 0) return;
-    this.handle ??= mkdir(path.dirname(this.file), { recursive: true }).then(() => open(this.file, 'a'));
+    // A failed open is not cached: the next (retried) write tries again.
+    this.handle ??= mkdir(path.dirname(this.file), { recursive: true })
+      .then(() => open(this.file, 'a'))
+      .catch((err: unknown) => {
+        this.handle = undefined;
+        throw err;
+      });
     const fh = await this.handle;
     await fh.write(toJsonLines(records, this.format));
     if (this.fsync) await fh.datasync();
   }
 
   async close(): Promise<void> {
-    const fh = await this.handle;
+    const fh = await this.handle?.catch(() => undefined);
     this.handle = undefined;
     await fh?.close();
   }

@@ -3,6 +3,7 @@ import { sinkKinds } from '../sinks/index.js';
 import { sourceKinds } from '../sources/index.js';
 import { expressionSchema } from '../steps/expression-step.js';
 import { stepKinds } from '../steps/index.js';
+import { durationSchema } from '../util/duration.js';
 
 type Kinds = readonly { schema: z.ZodObject }[];
 // A discriminated union of every registered kind: YAML errors name the kinds there are.
@@ -12,12 +13,20 @@ const union = <K extends Kinds>(kinds: K) =>
     kinds.map((k) => k.schema) as unknown as [K[number]['schema'], ...K[number]['schema'][]],
   );
 
-/** Every sink kind also takes `when:`, an expression choosing the records it gets. */
+/**
+ * Every sink kind also takes `when:` (which records it gets) and `give_up_after:` (how long an
+ * outage of this sink may hold up the others).
+ */
 const routedSinks = sinkKinds.map((k) => ({
   schema: k.schema.extend({
     when: expressionSchema
       .optional()
       .describe('Only records for which this holds go to the sink, e.g. value.is_anomaly (default: all).'),
+    give_up_after: durationSchema
+      .optional()
+      .describe(
+        "After retrying a batch this long, dead-letter it for this sink (reason 'sink_unavailable') so the other sinks and the partition move on; default: wait as long as it takes.",
+      ),
   }),
 }));
 

@@ -79,4 +79,39 @@ dead_letter: { topic: transient.dlq }
     const dead = embeddedLog.read('transient.dlq', 0, 0, 100);
     expect(dead.map((d) => d.value.toString())).toEqual(['0']);
   });
+
+  it('dead-letters a batch for a sink that stays down past give_up_after, while the other sinks go on', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'flotilla-'));
+    // A regular file where the broken sink needs a folder: every write fails.
+    writeFileSync(path.join(dir, 'blocker'), '');
+    const file = topologyIn(
+      dir,
+      `name: give-up
+source: { kind: embedded, topic: in-give-up, partitions: 1, max_batch: 50 }
+steps:
+  - { kind: decode, format: json }
+sinks:
+  - { kind: file, name: good, path: good.jsonl }
+  - { kind: file, name: broken, path: blocker/out.jsonl, give_up_after: 300ms }
+dead_letter: { topic: give-up.dlq }
+`,
+    );
+    embeddedLog.ensureTopic('in-give-up', 1);
+    for (let n = 0; n < 20; n++)
+      embeddedLog.append('in-give-up', { key: null, value: Buffer.from(`{"n":${n}}`) });
+    const topology = loadTopology(file);
+    const parts = await buildParts(topology, logger);
+    (parts.source as EmbeddedSource).runUntil(() => true);
+    await new Worker(topology, parts, logger).run();
+
+    expect(readFileSync(path.join(dir, 'good.jsonl'), 'utf8').trim().split('\n')).toHaveLength(20);
+    const dead = embeddedLog.read('give-up.dlq', 0, 0, 100);
+    expect(dead).toHaveLength(20);
+    expect(dead[0]?.headers).toMatchObject({
+      'flotilla.reason': 'sink_unavailable',
+      'flotilla.step': 'broken',
+    });
+    expect(dead[0]?.headers['flotilla.error']).toMatch(/ENOTDIR|EEXIST|not a directory/i);
+    expect(embeddedLog.committedOffset('flotilla-give-up', 'in-give-up', 0)).toBe(20);
+  });
 });
