@@ -6,6 +6,7 @@ import {
   ExpressionError,
 } from '../../expr/index.js';
 import { namespacePrefixSchema, tenantFieldSchema } from '../../tenancy/tenant.js';
+import { durationSchema } from '../../util/duration.js';
 
 /** What a sink's column expressions and key templates see: a step's variables plus the record id. */
 export const SINK_VARIABLES: readonly string[] = [...DEFAULT_VARIABLES, 'id'];
@@ -78,6 +79,11 @@ export const batchSchema = z
       .min(1024)
       .default(4 * 1024 * 1024)
       .describe('Encoded bytes per statement, at most (a single larger row goes alone).'),
+    linger: durationSchema
+      .default(0)
+      .describe(
+        "Batching by time: writes arriving within this long of the first are written together (up to max_rows), e.g. '20ms'; 0: each batch at once.",
+      ),
   })
   .strict()
   .describe('How a batch from the worker is cut into statements: memory per statement is bounded.');

@@ -1,6 +1,7 @@
 import type { ComponentContext, Sink, SinkContext } from '../../core/component.js';
 import type { FlotillaRecord } from '../../core/record.js';
 import { CircuitBreaker } from './breaker.js';
+import { Coalescer } from './coalescer.js';
 import type { DatabaseSinkConfig } from './config.js';
 import { CircuitOpenError, type ErrorKind, errorMessage, RowRefusedError, SinkWriteError } from './errors.js';
 import { SinkMetrics } from './metrics.js';
@@ -100,6 +101,8 @@ export class DatabaseSink<P, T = undefined> implements Sink {
     largestStatementBytes: 0,
   };
   private readonly breaker: CircuitBreaker;
+  /** Batching by time (`batch.linger`), when set. */
+  private readonly coalescer: Coalescer | undefined;
   private readonly metrics: SinkMetrics;
 
   constructor(
@@ -109,6 +112,9 @@ export class DatabaseSink<P, T = undefined> implements Sink {
     ctx: ComponentContext,
   ) {
     this.name = config.name ?? options.kind;
+    const { linger, max_rows } = config.batch;
+    this.coalescer =
+      linger > 0 ? new Coalescer(linger, max_rows, (records, ctx) => this.writeNow(records, ctx)) : undefined;
     this.metrics = new SinkMetrics(ctx.topology, this.name, options.kind);
     const logger = ctx.logger.child({ sink: this.name, kind: options.kind });
     this.breaker = new CircuitBreaker(this.name, config.circuit, (state, lastError) => {
@@ -122,8 +128,12 @@ export class DatabaseSink<P, T = undefined> implements Sink {
     return this.breaker.current === 'closed';
   }
 
-  async write(records: FlotillaRecord[], ctx: SinkContext): Promise<void> {
-    if (records.length === 0) return;
+  write(records: FlotillaRecord[], ctx: SinkContext): Promise<void> {
+    if (records.length === 0) return Promise.resolve();
+    return this.coalescer ? this.coalescer.submit(records, ctx) : this.writeNow(records, ctx);
+  }
+
+  private async writeNow(records: FlotillaRecord[], ctx: SinkContext): Promise<void> {
     let probe: boolean;
     try {
       probe = this.breaker.enter();
