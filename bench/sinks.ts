@@ -80,6 +80,30 @@ const postgres = (mode: 'copy' | 'insert'): Subject => ({
   },
 });
 
+/** PostgreSQL insert mode with tenant isolation: rows in one table, or a schema per tenant. */
+const postgresTenancy = (strategy: 'row' | 'schema'): Subject => ({
+  name: `postgres_${strategy}_isolation`,
+  definition: postgresSink,
+  config: {
+    kind: 'postgres',
+    url: env.PG_URL,
+    table: `${prefix}_${strategy}`,
+    mode: 'insert',
+    create_table: { columns: metricColumns },
+    tenancy: { strategy, field: 'tenant', prefix: `${prefix}_t_` },
+  },
+  drop: async () => {
+    if (strategy === 'row') await pgPool.query(`DROP TABLE IF EXISTS ${prefix}_row`);
+    else {
+      const { rows } = await pgPool.query<{ nspname: string }>(
+        'SELECT nspname FROM pg_namespace WHERE nspname LIKE $1',
+        [`${prefix}_t_%`],
+      );
+      for (const { nspname } of rows) await pgPool.query(`DROP SCHEMA IF EXISTS "${nspname}" CASCADE`);
+    }
+  },
+});
+
 const redisKeys = async (pattern: string) => {
   const keys = await redis.keys(pattern);
   for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
@@ -88,6 +112,8 @@ const redisKeys = async (pattern: string) => {
 const subjects: Subject[] = [
   postgres('copy'),
   postgres('insert'),
+  postgresTenancy('row'),
+  postgresTenancy('schema'),
   {
     name: 'clickhouse',
     definition: clickhouseSink,
