@@ -122,6 +122,8 @@ export interface PartitionState {
   /** Next offset to consume after everything acknowledged (what a commit writes). */
   acked: number | undefined;
   committed: number | undefined;
+  /** Next offset after the last record handed to the handler since the partition was assigned. */
+  handedOver?: number;
   highWatermark: number;
   lastProgress: number;
 }
@@ -444,6 +446,22 @@ export class KafkaSource implements Source {
     const state = this.partitionState(topic, partition);
     state.highWatermark = Number(batch.highWatermark);
     let messages = batch.messages;
+    // KafkaJS resumes a partition it keeps across a rebalance from the last committed offset, which
+    // is behind what was handed over when its own heartbeat saw the rebalance (no drain and commit
+    // ran first). Those records are in the pipeline, and in stateful steps' state, already: handed
+    // over again they would count twice.
+    const handedOver = state.handedOver;
+    if (handedOver !== undefined && Number(messages[0]?.offset) < handedOver) {
+      this.log.warn(
+        { topic, partition, offset: messages[0]?.offset, handedOver },
+        'records delivered again after a rebalance skipped: already handed over',
+      );
+      messages = messages.filter((m) => Number(m.offset) >= handedOver);
+      if (messages.length === 0) {
+        resolveOffset(batch.lastOffset());
+        return;
+      }
+    }
     let next = Number(batch.lastOffset()) + 1;
     const end = this.stopOffset(topic, partition);
     if (end !== undefined && next >= end) {
@@ -470,6 +488,7 @@ export class KafkaSource implements Source {
       done: false,
     };
     state.inflight.push(entry);
+    state.handedOver = next;
     this.budget.add(records.length, bytes);
     const handled = (this.handler as BatchHandler)({ topic, partition, records });
     handled.then(
