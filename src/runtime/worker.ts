@@ -235,11 +235,15 @@ export class Worker {
     });
     // State last, and in the order the steps saw the batches: a crash before it replays the
     // batch against the old state, which gives the same results under the same ids.
-    return this.checkpoint(
-      work.partition,
-      generation,
-      delivered.then(() => processed).then(({ snapshots }) => snapshots),
-    ).then(() => {
+    const done =
+      this.stateful.length === 0
+        ? delivered
+        : this.checkpoint(
+            work.partition,
+            generation,
+            delivered.then(() => processed).then(({ snapshots }) => snapshots),
+          );
+    return done.then(() => {
       metrics.batchSeconds.observe(
         { topology: this.name, partition: String(work.partition) },
         (performance.now() - started) / 1000,

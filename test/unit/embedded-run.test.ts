@@ -1,12 +1,9 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { buildParts, Worker } from '../../src/runtime/worker.js';
-import type { EmbeddedSource } from '../../src/sources/embedded.js';
 import { embeddedLog } from '../../src/sources/embedded-log.js';
-import { loadTopology } from '../../src/topology/load.js';
+import { runToEnd } from '../support/embedded.js';
 
 describe('a topology on the embedded log', () => {
   it('decodes, filters and maps to a file sink; bad records go to the dead-letter topic with headers', async () => {
@@ -25,17 +22,13 @@ sinks:
 dead_letter: { topic: embedded-run.dlq }
 `,
     );
-    const topology = loadTopology(file);
-    const logger = pino({ level: 'silent' });
-    const parts = await buildParts(topology, logger);
-
     const inputs: (string | number)[] = [...Array.from({ length: 100 }, (_, i) => i), 'not json {'];
-    for (const [i, v] of inputs.entries()) {
-      const text = typeof v === 'number' ? JSON.stringify({ n: v }) : v;
-      embeddedLog.append('in-embedded-run', { key: `k${i}`, value: Buffer.from(text) });
-    }
-    (parts.source as EmbeddedSource).runUntil(() => true);
-    await new Worker(topology, parts, logger).run();
+    await runToEnd(file, () => {
+      for (const [i, v] of inputs.entries()) {
+        const text = typeof v === 'number' ? JSON.stringify({ n: v }) : v;
+        embeddedLog.append('in-embedded-run', { key: `k${i}`, value: Buffer.from(text) });
+      }
+    });
 
     const lines = readFileSync(path.join(dir, 'out.jsonl'), 'utf8')
       .trim()

@@ -7,14 +7,13 @@ import type { ComponentContext, StepContext } from '../../src/core/component.js'
 import { ConfigError } from '../../src/core/errors.js';
 import type { FlotillaRecord } from '../../src/core/record.js';
 import { registry } from '../../src/observability/metrics.js';
-import { buildParts, Worker } from '../../src/runtime/worker.js';
-import type { EmbeddedSource } from '../../src/sources/embedded.js';
 import { embeddedLog } from '../../src/sources/embedded-log.js';
 import { seededRandom } from '../../src/sources/synthetic.js';
 import { DedupeTable } from '../../src/steps/quality/dedupe.js';
 import { QualityError, QualityStep } from '../../src/steps/quality/index.js';
 import { qualityStepSchema } from '../../src/steps/quality/schema.js';
 import { loadTopology } from '../../src/topology/load.js';
+import { runToEnd } from '../support/embedded.js';
 
 const NOW = Date.UTC(2024, 0, 1, 12, 0, 0);
 const logger = pino({ level: 'silent' });
@@ -787,8 +786,6 @@ sinks:
 dead_letter: { topic: quality-run.dlq }
 `,
     );
-    const topology = loadTopology(file);
-    const parts = await buildParts(topology, logger);
     const inputs = [
       { id: 1, metric: 'cpu', value: 50, host: 'h1', ts: 0 },
       { id: 2, metric: 'cpu', value: 150, host: 'h1', ts: 0 },
@@ -797,10 +794,10 @@ dead_letter: { topic: quality-run.dlq }
       { metric: 'cpu', value: -1, host: 'h1', ts: 0 },
     ];
     // One key for all: every record lands in the same partition, in order.
-    for (const v of inputs)
-      embeddedLog.append('in-quality-run', { key: 'k', value: Buffer.from(JSON.stringify(v)) });
-    (parts.source as EmbeddedSource).runUntil(() => true);
-    await new Worker(topology, parts, logger).run();
+    await runToEnd(file, () => {
+      for (const v of inputs)
+        embeddedLog.append('in-quality-run', { key: 'k', value: Buffer.from(JSON.stringify(v)) });
+    });
 
     const lines = readFileSync(path.join(dir, 'out.jsonl'), 'utf8')
       .trim()

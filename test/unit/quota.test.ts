@@ -7,12 +7,12 @@ import type { StepContext } from '../../src/core/component.js';
 import { ComponentConfigError, ConfigError } from '../../src/core/errors.js';
 import type { FlotillaRecord } from '../../src/core/record.js';
 import { registry } from '../../src/observability/metrics.js';
-import { buildParts, Worker } from '../../src/runtime/worker.js';
-import type { EmbeddedSource } from '../../src/sources/embedded.js';
+import { buildParts } from '../../src/runtime/worker.js';
 import { embeddedLog } from '../../src/sources/embedded-log.js';
 import { loadTenantsFile, TenantBuckets, type TenantQuotas } from '../../src/tenancy/quota.js';
 import { type QuotaClock, QuotaStep, quotaStepSchema } from '../../src/tenancy/quota-step.js';
 import { loadTopology } from '../../src/topology/load.js';
+import { runToEnd } from '../support/embedded.js';
 import { repoRoot } from '../support/services.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'flotilla-quota-'));
@@ -307,13 +307,10 @@ dead_letter: { topic: quota-run.dlq }
       ...Array.from({ length: 3 }, (_, i) => ({ tenant: 'acme', n: 100 + i })),
       { tenant: '../x', n: 999 },
     ];
-    const logger = pino({ level: 'silent' });
-    const loaded = loadTopology(topology);
-    const parts = await buildParts(loaded, logger);
-    for (const v of values)
-      embeddedLog.append('in-quota-run', { key: null, value: Buffer.from(JSON.stringify(v)) });
-    (parts.source as EmbeddedSource).runUntil(() => true);
-    await new Worker(loaded, parts, logger).run();
+    await runToEnd(topology, () => {
+      for (const v of values)
+        embeddedLog.append('in-quota-run', { key: null, value: Buffer.from(JSON.stringify(v)) });
+    });
 
     const out = readFileSync(path.join(dir, 'quota-out.jsonl'), 'utf8')
       .trim()

@@ -3,19 +3,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { buildParts, Worker } from '../../src/runtime/worker.js';
-import type { EmbeddedSource } from '../../src/sources/embedded.js';
 import { embeddedLog } from '../../src/sources/embedded-log.js';
-import { loadTopology } from '../../src/topology/load.js';
+import { runToEnd } from '../support/embedded.js';
 
-const logger = pino({ level: 'silent' });
+const _logger = pino({ level: 'silent' });
 
 /** Runs the topology until its input is consumed; returns what was written so far: n, and * when tagged a duplicate. */
 async function runOnce(file: string): Promise<string[]> {
-  const topology = loadTopology(file);
-  const parts = await buildParts(topology, logger);
-  (parts.source as EmbeddedSource).runUntil(() => true);
-  await new Worker(topology, parts, logger).run();
+  await runToEnd(file);
   return readFileSync(path.join(path.dirname(file), 'out.jsonl'), 'utf8')
     .trim()
     .split('\n')

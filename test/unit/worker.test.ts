@@ -1,28 +1,19 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/core/errors.js';
-import { buildParts, Worker } from '../../src/runtime/worker.js';
-import type { EmbeddedSource } from '../../src/sources/embedded.js';
+import { buildParts } from '../../src/runtime/worker.js';
 import { embeddedLog } from '../../src/sources/embedded-log.js';
 import { loadTopology } from '../../src/topology/load.js';
+import { silentLogger as logger, runToEnd, topologyFile } from '../support/embedded.js';
 
-const logger = pino({ level: 'silent' });
 const errorsModule = path.resolve('src/core/errors.ts');
-
-function topologyIn(dir: string, yaml: string): string {
-  const file = path.join(dir, 'topo.yaml');
-  writeFileSync(file, yaml);
-  return file;
-}
 
 describe('the worker', () => {
   it('names file, line and YAML path when a component cannot be created', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'flotilla-'));
-    const file = topologyIn(
-      dir,
+    const file = topologyFile(
       `name: missing-module
 source: { kind: embedded, topic: in-missing-module }
 steps:
@@ -33,6 +24,7 @@ steps:
 sinks:
   - { kind: discard }
 `,
+      dir,
     );
     const err = await buildParts(loadTopology(file), logger).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
@@ -54,8 +46,7 @@ export default (records: any[], ctx: any) => {
 };
 `,
     );
-    const file = topologyIn(
-      dir,
+    const file = topologyFile(
       `name: transient
 source: { kind: embedded, topic: in-transient, partitions: 1, max_batch: 10 }
 steps:
@@ -65,14 +56,12 @@ sinks:
   - { kind: file, path: out.jsonl }
 dead_letter: { topic: transient.dlq }
 `,
+      dir,
     );
     embeddedLog.ensureTopic('in-transient', 1);
     for (let n = 0; n < 10; n++)
       embeddedLog.append('in-transient', { key: null, value: Buffer.from(`${n}`) });
-    const topology = loadTopology(file);
-    const parts = await buildParts(topology, logger);
-    (parts.source as EmbeddedSource).runUntil(() => true);
-    await new Worker(topology, parts, logger).run();
+    await runToEnd(file);
 
     const out = readFileSync(path.join(dir, 'out.jsonl'), 'utf8').trim().split('\n');
     expect(out).toEqual(Array.from({ length: 9 }, (_, i) => `"${i + 1}"`));
@@ -84,8 +73,7 @@ dead_letter: { topic: transient.dlq }
     const dir = mkdtempSync(path.join(tmpdir(), 'flotilla-'));
     // A regular file where the broken sink needs a folder: every write fails.
     writeFileSync(path.join(dir, 'blocker'), '');
-    const file = topologyIn(
-      dir,
+    const file = topologyFile(
       `name: give-up
 source: { kind: embedded, topic: in-give-up, partitions: 1, max_batch: 50 }
 steps:
@@ -95,14 +83,12 @@ sinks:
   - { kind: file, name: broken, path: blocker/out.jsonl, give_up_after: 300ms }
 dead_letter: { topic: give-up.dlq }
 `,
+      dir,
     );
     embeddedLog.ensureTopic('in-give-up', 1);
     for (let n = 0; n < 20; n++)
       embeddedLog.append('in-give-up', { key: null, value: Buffer.from(`{"n":${n}}`) });
-    const topology = loadTopology(file);
-    const parts = await buildParts(topology, logger);
-    (parts.source as EmbeddedSource).runUntil(() => true);
-    await new Worker(topology, parts, logger).run();
+    await runToEnd(file);
 
     expect(readFileSync(path.join(dir, 'good.jsonl'), 'utf8').trim().split('\n')).toHaveLength(20);
     const dead = embeddedLog.read('give-up.dlq', 0, 0, 100);
