@@ -37,28 +37,42 @@ wait_until() {
 
 svc_dir() { local d="$FLOTILLA_RUN/$1"; mkdir -p "$d"; printf '%s' "$d"; }
 
-# pid_alive NAME: the process recorded in NAME's pid file is running.
-# A zombie (killed, not yet reaped by PID 1 on some machines) counts as dead.
+# pid_alive NAME: the process recorded in NAME's pid file is running, and it is the one this
+# script started: a pid file left by a machine that was stopped or snapshotted can name a pid
+# that now belongs to another process, so the pid file also records the boot and the start
+# time of its process. A zombie (killed, not yet reaped by PID 1 on some machines) counts as dead.
 pid_alive() {
-  local f="$FLOTILLA_RUN/$1/pid"
-  [[ -f $f ]] && proc_alive "$(cat "$f")"
+  local f="$FLOTILLA_RUN/$1/pid" pid
+  [[ -f $f && -f $f.id ]] || return 1
+  pid=$(cat "$f")
+  proc_alive "$pid" && [[ $(proc_identity "$pid") == "$(cat "$f.id")" ]]
 }
 
 proc_alive() {
   local state
   kill -0 "$1" 2>/dev/null || return 1
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [[ $state != Z ]]
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $1}') || return 1
+  [[ -n $state && $state != Z ]]
+}
+
+# proc_identity PID: the boot id and the process's start time (clock ticks since boot), which
+# together name one process for the machine's lifetime; exec does not change them.
+proc_identity() {
+  local start
+  start=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}') || return 1
+  printf '%s %s' "$(cat /proc/sys/kernel/random/boot_id)" "$start"
 }
 
 # start_daemon NAME CMD...: run CMD detached (own session, survives this shell), log to
-# $FLOTILLA_RUN/NAME/NAME.log, pid to $FLOTILLA_RUN/NAME/pid.
+# $FLOTILLA_RUN/NAME/NAME.log, pid to $FLOTILLA_RUN/NAME/pid (identity to pid.id).
 start_daemon() {
   local name=$1; shift
   local dir; dir=$(svc_dir "$name")
   if pid_alive "$name"; then return 0; fi
   setsid nohup "$@" >>"$dir/$name.log" 2>&1 </dev/null &
-  echo $! >"$dir/pid"
+  local pid=$!
+  echo "$pid" >"$dir/pid"
+  proc_identity "$pid" >"$dir/pid.id"
 }
 
 # stop_daemon NAME [SIGNAL]: signal the recorded process group, wait up to 30 s, then kill it.
@@ -66,13 +80,13 @@ stop_daemon() {
   local name=$1 sig=${2:-TERM} f="$FLOTILLA_RUN/$1/pid"
   [[ -f $f ]] || return 0
   local pid; pid=$(cat "$f")
-  if proc_alive "$pid"; then
+  if pid_alive "$name"; then
     kill -"$sig" -- "-$pid" 2>/dev/null || kill -"$sig" "$pid" 2>/dev/null
     local i
     for ((i = 0; i < 60; i++)); do proc_alive "$pid" || break; sleep 0.5; done
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   fi
-  rm -f "$f"
+  rm -f "$f" "$f.id"
 }
 
 # apt_install PKG...: install Debian packages that are missing (non-interactive).

@@ -102,15 +102,11 @@ schema_registry_install() {
 
 schema_registry_start() {
   local name=schema-registry dir app java port
-  # A process killed a moment ago can linger as a zombie and still pass pid_alive.
-  if pid_alive "$name" && [[ $(ps -o stat= -p "$(cat "$FLOTILLA_RUN/$name/pid")" 2>/dev/null) == Z* ]]; then
-    rm -f "$FLOTILLA_RUN/$name/pid"
-  fi
   if pid_alive "$name"; then
     _schema_registry_wait_ready # running already, or still starting
     return
   fi
-  rm -f "$FLOTILLA_RUN/$name/pid" # stale: the process died
+  rm -f "$FLOTILLA_RUN/$name/pid" "$FLOTILLA_RUN/$name/pid.id" # stale: the process died
   app=$(_schema_registry_app)
   [[ -f $app/.installed ]] || schema_registry_install
   java=$(_schema_registry_java) || die "schema-registry: needs Java ${SCHEMA_REGISTRY_JAVA_MIN}+ (run schema_registry_install)"
