@@ -104,9 +104,17 @@ export interface StateEntry {
 
 /** Durable state of one stateful step, per input partition (a compacted changelog). */
 export interface StateStore {
+  /**
+   * Takes the partition's state over before reading it, on every assignment: from then on,
+   * writes by any earlier owner that has not noticed it lost the partition are refused.
+   */
+  claim(partition: number): Promise<void>;
   /** Every entry written for the partition, oldest first. */
   read(partition: number): Promise<StateEntry[]>;
-  /** Resolves when the entries are durable. */
+  /**
+   * Resolves when the entries are durable, all or none of them. Throws StateFencedError when
+   * another owner claimed the partition since this one did.
+   */
   write(partition: number, entries: StateEntry[]): Promise<void>;
   close(): Promise<void>;
 }

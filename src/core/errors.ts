@@ -68,6 +68,24 @@ export class TransientError extends FlotillaError {
 }
 
 /**
+ * The partition's state was claimed by another worker (this one was evicted from the group —
+ * frozen, partitioned off — and has not noticed yet). Its writes are refused; it must give the
+ * partition up without committing anything of it.
+ */
+export class StateFencedError extends FlotillaError {
+  constructor(
+    readonly store: string,
+    readonly partition: number,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `state of ${store}[${partition}] was claimed by another worker; this one no longer owns the partition`,
+      options,
+    );
+  }
+}
+
+/**
  * By brand, not only by class: a code step's module may be loaded in its own module graph
  * (tsx), with its own copy of TransientError.
  */

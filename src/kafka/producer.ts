@@ -54,7 +54,7 @@ export class BatchProducer {
   ensureTopic(topic: string, options: { numPartitions?: number; compact?: boolean } = {}): Promise<void> {
     let created = this.topics.get(topic);
     if (!created) {
-      created = this.createTopic(topic, options).catch((err: unknown) => {
+      created = createTopic(this.kafka, topic, options).catch((err: unknown) => {
         this.topics.delete(topic);
         throw err;
       });
@@ -63,66 +63,76 @@ export class BatchProducer {
     return created;
   }
 
-  private async createTopic(
-    topic: string,
-    options: { numPartitions?: number; compact?: boolean },
-  ): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    try {
-      if ((await admin.listTopics()).includes(topic)) return;
-      await admin
-        .createTopics({
-          topics: [
-            {
-              topic,
-              numPartitions: options.numPartitions ?? -1,
-              configEntries: options.compact ? [{ name: 'cleanup.policy', value: 'compact' }] : [],
-            },
-          ],
-          waitForLeaders: true,
-        })
-        .catch((err: { errors?: { type?: string }[] }) => {
-          // Another worker created it meanwhile.
-          if (!err.errors?.every((e) => e.type === 'TOPIC_ALREADY_EXISTS')) throw err;
-        });
-    } finally {
-      await admin.disconnect();
-    }
-  }
-
   async send(topic: string, messages: Message[]): Promise<void> {
     if (messages.length === 0) return;
     await this.connect();
-    const sends: Promise<unknown>[] = [];
-    let chunk: Message[] = [];
-    let bytes = 0;
-    const flush = () => {
-      sends.push(
+    await Promise.all(
+      requestsOf(messages, this.options.max_request_bytes).map((chunk) =>
         this.producer.send({
           topic,
           messages: chunk,
           acks: -1,
-          compression: compressionTypes[this.options.compression],
+          compression: compressionOf(this.options),
         }),
-      );
-      chunk = [];
-      bytes = 0;
-    };
-    for (const m of messages) {
-      const size = messageBytes(m);
-      if (bytes + size > this.options.max_request_bytes && chunk.length > 0) flush();
-      chunk.push(m);
-      bytes += size;
-    }
-    flush();
-    await Promise.all(sends);
+      ),
+    );
   }
 
   async close(): Promise<void> {
     if (this.connected) await this.producer.disconnect();
     this.connected = undefined;
   }
+}
+
+/** Creates the topic (broker defaults unless told) unless it exists. */
+export async function createTopic(
+  kafka: Kafka,
+  topic: string,
+  options: { numPartitions?: number; compact?: boolean } = {},
+): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    if ((await admin.listTopics()).includes(topic)) return;
+    await admin
+      .createTopics({
+        topics: [
+          {
+            topic,
+            numPartitions: options.numPartitions ?? -1,
+            configEntries: options.compact ? [{ name: 'cleanup.policy', value: 'compact' }] : [],
+          },
+        ],
+        waitForLeaders: true,
+      })
+      .catch((err: { errors?: { type?: string }[] }) => {
+        // Another worker created it meanwhile.
+        if (!err.errors?.every((e) => e.type === 'TOPIC_ALREADY_EXISTS')) throw err;
+      });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export const compressionOf = (options: ProducerOptions) => compressionTypes[options.compression];
+
+/** Splits messages, in order, into produce requests of at most `maxBytes` each. */
+export function requestsOf(messages: Message[], maxBytes: number): Message[][] {
+  const requests: Message[][] = [];
+  let chunk: Message[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    const size = messageBytes(m);
+    if (bytes + size > maxBytes && chunk.length > 0) {
+      requests.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(m);
+    bytes += size;
+  }
+  if (chunk.length > 0) requests.push(chunk);
+  return requests;
 }
 
 function messageBytes(m: Message): number {

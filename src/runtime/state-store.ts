@@ -1,5 +1,13 @@
 import type { StateEntry, StateStore } from '../core/component.js';
 
+/** The last entry per key of several writes, in one list (what compaction would keep). */
+export function latestPerKey(writes: StateEntry[][]): StateEntry[] {
+  if (writes.length === 1) return writes[0] as StateEntry[];
+  const latest = new Map<string, StateEntry>();
+  for (const entries of writes) for (const e of entries) latest.set(e.key, e);
+  return [...latest.values()];
+}
+
 /** Entries per store name and partition, for the life of the process. */
 const memory = new Map<string, Map<number, StateEntry[]>>();
 
@@ -18,6 +26,9 @@ export class MemoryStateStore implements StateStore {
     }
     this.partitions = partitions;
   }
+
+  /** One process, one owner: nothing to fence. */
+  async claim(): Promise<void> {}
 
   async read(partition: number): Promise<StateEntry[]> {
     return [...(this.partitions.get(partition) ?? [])];

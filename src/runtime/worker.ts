@@ -11,7 +11,13 @@ import {
   type StateStore,
   type Step,
 } from '../core/component.js';
-import { ComponentConfigError, ConfigError, FlotillaError, isTransient } from '../core/errors.js';
+import {
+  ComponentConfigError,
+  ConfigError,
+  FlotillaError,
+  isTransient,
+  StateFencedError,
+} from '../core/errors.js';
 import type { DeadLetter, FlotillaRecord } from '../core/record.js';
 import type { CompiledExpression } from '../expr/index.js';
 import type { Logger } from '../observability/logger.js';
@@ -22,10 +28,11 @@ import { scopeOf } from '../steps/expression-step.js';
 import { stepKinds } from '../steps/index.js';
 import type { LoadedTopology } from '../topology/load.js';
 import { groupOf } from '../topology/schema.js';
+import { CheckpointQueue } from './checkpoint-queue.js';
 import { EmbeddedDeadLetters } from './dead-letter.js';
 import { retryUntilStopped } from './retry.js';
 import { isSnapshottingStep, SnapshotState } from './snapshot-state.js';
-import { MemoryStateStore } from './state-store.js';
+import { latestPerKey, MemoryStateStore } from './state-store.js';
 
 /** A sink retried past its `give_up_after`. */
 class SinkGaveUp extends Error {
@@ -135,8 +142,13 @@ export class Worker {
   private readonly name: string;
   /** Per partition: the step processing of its latest batch (see `handle`). */
   private readonly stepChains = new Map<string, Promise<void>>();
-  /** Per partition: the latest checkpoint write; each waits for the one before. */
-  private readonly checkpointChains = new Map<number, Promise<void>>();
+  /** Per partition: its checkpoints since it was (last) assigned, in order. */
+  private readonly checkpoints = new Map<
+    number,
+    { generation: number; queue: CheckpointQueue<Map<StateSlot, StateEntry[]>> }
+  >();
+  /** Partitions whose state another worker claimed: nothing more of them is processed here. */
+  private readonly lost = new Map<number, StateFencedError>();
   /** Per partition: bumped on revocation, so batches handed over before it are dropped. */
   private readonly generations = new Map<number, number>();
   /** Partitions whose state is restored (or being restored). */
@@ -202,6 +214,9 @@ export class Worker {
    * on it), while sink writes of consecutive batches overlap. Checkpoints are written in order.
    */
   private enqueue(work: Pending): Promise<void> {
+    const lost = this.lost.get(work.partition);
+    // Not acknowledged: the source commits nothing more of it until it gives the partition up.
+    if (lost) return Promise.reject(lost);
     const key = `${work.topic}\u0000${work.partition}`;
     const started = performance.now();
     const dead: DeadLetter[] = [];
@@ -259,7 +274,11 @@ export class Worker {
       restoring = Promise.all(
         this.stateful.map(async ({ step, store }) => {
           const entries = await retryUntilStopped(
-            () => store.read(partition),
+            async () => {
+              // Fence any earlier owner first, so that what is read is final.
+              await store.claim(partition);
+              return store.read(partition);
+            },
             () => this.stopping,
             (err, attempt) =>
               this.logger.warn(
@@ -281,49 +300,68 @@ export class Worker {
     for (const p of partitions) {
       this.generations.set(p, (this.generations.get(p) ?? 0) + 1);
       this.restored.delete(p);
+      this.lost.delete(p);
+      this.checkpoints.delete(p);
       for (const { step } of this.stateful) step.releasePartition(p);
     }
   }
 
   /**
-   * Writes `snapshots` once they resolve, after every checkpoint of the partition enqueued
-   * before, unless the partition was revoked since the batch was handed over.
+   * Writes `snapshots` once they resolve, after (or together with) every checkpoint of the
+   * partition enqueued before, unless the partition was revoked since the batch was handed over.
    */
   private checkpoint(
     partition: number,
     generation: number,
     snapshots: Promise<Map<StateSlot, StateEntry[]>>,
   ): Promise<void> {
-    const previous = this.checkpointChains.get(partition) ?? Promise.resolve();
-    const write = Promise.all([previous, snapshots]).then(([, ready]) =>
-      // Revoked meanwhile: the new owner has restored and writes this state now; a late write
-      // from here would land after its writes and roll the changelog back.
-      (this.generations.get(partition) ?? 0) !== generation
-        ? undefined
-        : Promise.all(
-            [...ready].map(([{ step, store }, entries]) =>
-              retryUntilStopped(
-                () => store.write(partition, entries),
-                () => this.stopping,
-                (err, attempt) =>
-                  this.logger.error(
-                    { step: step.name, partition, attempt, err },
-                    'checkpoint failed; retrying',
-                  ),
-              ),
-            ),
-          ).then(() => undefined),
-    );
-    // A failed batch must not hold up the partition's later checkpoints forever.
-    const settled = write.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.checkpointChains.set(partition, settled);
-    void settled.then(() => {
-      if (this.checkpointChains.get(partition) === settled) this.checkpointChains.delete(partition);
-    });
-    return write;
+    let current = this.checkpoints.get(partition);
+    if (current?.generation !== generation) {
+      current = {
+        generation,
+        queue: new CheckpointQueue((writes) => this.writeState(partition, generation, writes)),
+      };
+      this.checkpoints.set(partition, current);
+    }
+    return current.queue.enqueue(snapshots);
+  }
+
+  private async writeState(
+    partition: number,
+    generation: number,
+    writes: Map<StateSlot, StateEntry[]>[],
+  ): Promise<void> {
+    // Revoked meanwhile: the new owner has restored and writes this state now; a late write
+    // from here would land after its writes and roll the changelog back.
+    if ((this.generations.get(partition) ?? 0) !== generation) return;
+    try {
+      await Promise.all(
+        this.stateful.map((slot) => {
+          const entries = latestPerKey(writes.map((w) => w.get(slot) ?? []));
+          return retryUntilStopped(
+            () => slot.store.write(partition, entries),
+            () => this.stopping,
+            (err, attempt) => {
+              if (!isTransient(err)) throw err;
+              this.logger.error(
+                { step: slot.step.name, partition, attempt, err },
+                'checkpoint failed; retrying',
+              );
+            },
+          );
+        }),
+      );
+    } catch (err) {
+      if (err instanceof StateFencedError) {
+        // Evicted from the group (frozen, cut off) and not told yet: the partition belongs to
+        // another worker, which restored its state; nothing of it is committed from here.
+        if ((this.generations.get(partition) ?? 0) === generation) this.lost.set(partition, err);
+        this.logger.warn({ partition, err }, 'partition claimed by another worker; giving it up');
+      } else {
+        this.fail(err, 'a checkpoint cannot be written; stopping the topology');
+      }
+      throw err;
+    }
   }
 
   /**
@@ -354,10 +392,10 @@ export class Worker {
    * outage it cannot ride out: stop the topology, commit what was acknowledged, and let `run`
    * reject, rather than skip the batch or retry a step that may have half-updated its state.
    */
-  private fail(err: unknown): void {
+  private fail(err: unknown, what = 'a step failed for a whole batch; stopping the topology'): void {
     if (this.stopping) return;
     this.failure ??= err instanceof Error ? err : new Error(String(err));
-    this.logger.error({ err }, 'a step failed for a whole batch; stopping the topology');
+    this.logger.error({ err }, what);
     void this.stop();
   }
 

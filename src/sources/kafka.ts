@@ -233,9 +233,7 @@ export class KafkaSource implements Source {
   }
 
   stateStore(name: string): KafkaChangelog {
-    return new KafkaChangelog(this.kafka, name, new BatchProducer(this.kafka, this.config.dead_letter), () =>
-      this.partitionCount(),
-    );
+    return new KafkaChangelog(this.kafka, name, this.config.dead_letter, () => this.partitionCount());
   }
 
   /** Partitions of the (first) input topic: a changelog has as many. */

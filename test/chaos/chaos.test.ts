@@ -246,7 +246,7 @@ describe('failure suite', () => {
       run.notes.push(
         `zombie held ${held}, frozen ${((resumedAt - frozenAt) / 1000).toFixed(1)} s (session ${SESSION_MS / 1000} s); after SIGCONT: ` +
           `${refused.length} commits refused (${[...new Set(refused)].join(', ') || 'none attempted'}), ` +
-          `${sinceResume(/draining/).length} drains, rejoined with ${[...zombie.assigned()]}, ` +
+          `${sinceResume(/draining/).length} drains, ${sinceResume(/claimed by another worker/).length} checkpoints fenced, rejoined with ${[...zombie.assigned()]}, ` +
           `${sinceResume(/state restored/).length} partition states restored`,
       );
       await run.waitAssigned(run.startWorker());
