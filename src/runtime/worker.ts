@@ -129,6 +129,11 @@ interface Pending {
 }
 
 const TICK_MS = 1000;
+/**
+ * Sink retries back off to at most this: a database back from an outage is written to within
+ * seconds (the circuit breaker keeps the retries cheap meanwhile).
+ */
+const SINK_MAX_BACKOFF_MS = 5000;
 
 /**
  * Runs one topology: each batch goes through the steps in order, then to every sink and the
@@ -473,6 +478,7 @@ export class Worker {
           this.logger.warn({ sink: sink.name, attempt, err }, 'sink write failed; retrying');
           if (giveUpAfterMs !== undefined && Date.now() - started >= giveUpAfterMs) throw new SinkGaveUp(err);
         },
+        SINK_MAX_BACKOFF_MS,
       );
     } catch (err) {
       if (!(err instanceof SinkGaveUp)) throw err;
