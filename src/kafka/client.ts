@@ -21,6 +21,13 @@ const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
 };
 
 /**
+ * Routine answers KafkaJS logs as errors: right after a transaction commits, the coordinator
+ * answers the next one with CONCURRENT_TRANSACTIONS until its markers are written, and KafkaJS
+ * retries at once (every changelog checkpoint sees it).
+ */
+const routine = /another concurrent operation on the same transaction/;
+
+/**
  * A KafkaJS client that logs through pino and can read and write LZ4 batches. KafkaJS's
  * own INFO logs (joins, commits) are chatty: they go to debug; its warnings and errors stay.
  */
@@ -35,7 +42,8 @@ export function createKafka(options: { brokers: string[]; clientId: string; logg
       () =>
       ({ level, log: entry }: LogEntry) => {
         const { message, ...rest } = entry;
-        log[levelNames[level] ?? 'info'](rest, message);
+        const routineRetry = routine.test(String(rest.error ?? message));
+        log[routineRetry ? 'debug' : (levelNames[level] ?? 'info')](rest, message);
       },
     retry: { initialRetryTime: 100, retries: 8 },
   });

@@ -22,8 +22,7 @@ export async function retryUntilStopped<T>(
       onError(err, attempt);
       if (shouldStop()) throw err;
       const hint = (err as { retryInMs?: unknown } | null)?.retryInMs;
-      const wait =
-        typeof hint === 'number' ? hint + Math.random() * 100 : backoffMs(attempt, maxBackoffMs);
+      const wait = typeof hint === 'number' ? hint + Math.random() * 100 : backoffMs(attempt, maxBackoffMs);
       await new Promise((r) => setTimeout(r, wait));
     }
   }
