@@ -5,7 +5,9 @@
  * decode → Kafka sink, (4) the raw KafkaJS producer on the same values — with (1), the
  * client's own limit for consume → produce. Rounds interleave them; figures are medians;
  * ratios are (2)/(1), (3)/(1) and (3)/client-consume-produce from the same run.
- * `--only raw|passThrough|kafkaSink|rawProduce` measures one (profiling).
+ * `--only raw|passThrough|kafkaSink|rawProduce` measures one (profiling), or several, comma-separated.
+ * Each mode also reports the process's CPU µs per record over its timed span: steadier than
+ * records/s on a shared machine.
  */
 import { parseArgs } from 'node:util';
 import { CompressionTypes, Partitioners } from 'kafkajs';
@@ -20,6 +22,7 @@ import {
   printFigures,
   round,
   runTimed,
+  Throughput,
   withPeakMemory,
 } from './_lib.js';
 
@@ -32,6 +35,7 @@ const { values } = parseArgs({
 });
 const N = Number(values.records);
 const ROUNDS = Number(values.rounds);
+const only = values.only?.split(',');
 const PARTITIONS = 6;
 const { brokers, kafka, logger } = benchKafka('kafka');
 const topic = `bench-json-200b-${N}`;
@@ -53,8 +57,14 @@ const input = {
   message: (i: number) => ({ key: `k${i % 1000}`, value: record(i) }),
 };
 
+/** Records/s of a mode and the process's CPU µs per record over the same span. */
+interface Measured {
+  perSecond: number;
+  cpuPerRecord: number;
+}
+
 /** (1) Raw KafkaJS: eachBatch counting messages, nothing else. Timed from the first batch. */
-async function raw(): Promise<number> {
+async function raw(): Promise<Measured> {
   const consumer = kafka.consumer({
     groupId: `bench-raw-${run}-${Math.random()}`,
     maxBytesPerPartition: 1024 * 1024,
@@ -62,36 +72,30 @@ async function raw(): Promise<number> {
   });
   await consumer.connect();
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  let count = 0;
-  let first = 0;
-  let last = 0;
-  await new Promise<void>((resolve) => {
-    void consumer.run({
-      partitionsConsumedConcurrently: 4,
-      eachBatch: async ({ batch }) => {
-        first ||= performance.now();
-        count += batch.messages.length;
-        if (count >= N && !last) {
-          last = performance.now();
-          resolve();
-        }
-      },
-    });
+  const throughput = new Throughput(N);
+  await consumer.run({
+    partitionsConsumedConcurrently: 4,
+    eachBatch: async ({ batch }) => {
+      throughput.start();
+      throughput.add(batch.messages.length);
+    },
   });
+  await throughput.finished;
   await consumer.disconnect();
-  return N / ((last - first) / 1000);
+  return { perSecond: throughput.perSecond(), cpuPerRecord: throughput.cpuPerRecord() };
 }
 
 /**
  * The raw KafkaJS producer on the same data (values as read, 5,000 per send, LZ4, acks from all
  * replicas): with (1), the client's limit for consume → produce on one thread.
  */
-async function rawProduce(): Promise<number> {
+async function rawProduce(): Promise<Measured> {
   const out = `bench-raw-out-${run}-${Math.random().toString(36).slice(2)}`;
   outputs.push(out);
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   const started = performance.now();
+  const cpu = process.cpuUsage();
   const batch = 5000;
   for (let i = 0; i < N; i += batch) {
     const messages = Array.from({ length: Math.min(batch, N - i) }, (_, j) => ({
@@ -101,12 +105,13 @@ async function rawProduce(): Promise<number> {
     await producer.send({ topic: out, messages, acks: -1, compression: CompressionTypes.LZ4 });
   }
   const secs = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
   await producer.disconnect();
-  return N / secs;
+  return { perSecond: N / secs, cpuPerRecord: (used.user + used.system) / N };
 }
 
 /** (2) and (3): a topology run in this process, timed from its first sink write to N acknowledged. */
-async function topology(sinkYaml: string): Promise<number> {
+async function topology(sinkYaml: string): Promise<Measured> {
   const yaml = benchTopologyYaml({
     brokers,
     topic,
@@ -114,7 +119,8 @@ async function topology(sinkYaml: string): Promise<number> {
     steps: ['{ kind: decode, format: json }'],
     sink: sinkYaml,
   });
-  return (await runTimed(yaml, logger, (parts) => meterFirstSink(parts, N))).perSecond();
+  const throughput = await runTimed(yaml, logger, (parts) => meterFirstSink(parts, N));
+  return { perSecond: throughput.perSecond(), cpuPerRecord: throughput.cpuPerRecord() };
 }
 
 async function main(): Promise<void> {
@@ -125,10 +131,11 @@ async function main(): Promise<void> {
     kafkaSink: [] as number[],
     rawProduce: [] as number[],
   };
+  const cpu: typeof figures = { raw: [], passThrough: [], kafkaSink: [], rawProduce: [] };
   const heap = { raw: 0, passThrough: 0, kafkaSink: 0, rawProduce: 0 };
   let rss = 0;
   for (let r = 1; r <= ROUNDS; r++) {
-    const modes: [keyof typeof figures, () => Promise<number>][] = [
+    const modes: [keyof typeof figures, () => Promise<Measured>][] = [
       ['raw', raw],
       ['passThrough', () => topology('{ kind: discard }')],
       [
@@ -141,13 +148,14 @@ async function main(): Promise<void> {
       ],
       ['rawProduce', rawProduce],
     ];
-    for (const [mode, measure] of modes.filter(([m]) => !values.only || m === values.only)) {
+    for (const [mode, measure] of modes.filter(([m]) => !only || only.includes(m))) {
       const m = await withPeakMemory(measure);
-      figures[mode].push(m.result);
+      figures[mode].push(m.result.perSecond);
+      cpu[mode].push(m.result.cpuPerRecord);
       heap[mode] = Math.max(heap[mode], m.peakHeapMiB);
       rss = Math.max(rss, m.peakRssMiB);
       note(
-        `round ${r}/${ROUNDS} ${mode}: ${Math.round(m.result)} records/s (heap peak ${Math.round(m.peakHeapMiB)} MiB, GC ${Math.round(m.gcMs)} ms)`,
+        `round ${r}/${ROUNDS} ${mode}: ${Math.round(m.result.perSecond)} records/s, ${round(m.result.cpuPerRecord, 2)} CPU µs/record (heap peak ${Math.round(m.peakHeapMiB)} MiB, GC ${Math.round(m.gcMs)} ms)`,
       );
     }
   }
@@ -172,6 +180,13 @@ async function main(): Promise<void> {
     raw_kafkajs_produce_per_s: Math.round(produce),
     client_consume_produce_per_s: Math.round(clientConsumeProduce),
     ratio_kafka_sink_to_client_consume_produce: round(sink3 / clientConsumeProduce),
+    cpu_us_per_record: {
+      raw: round(median(cpu.raw), 2),
+      pass_through: round(median(cpu.passThrough), 2),
+      kafka_sink: round(median(cpu.kafkaSink), 2),
+      raw_produce: round(median(cpu.rawProduce), 2),
+    },
+    ratio_cpu_raw_to_pass_through: round(median(cpu.raw) / median(cpu.passThrough)),
     peak_heap_mib: {
       raw: Math.round(heap.raw),
       pass_through: Math.round(heap.passThrough),
