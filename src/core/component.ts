@@ -10,6 +10,11 @@ export interface ComponentContext {
   /** Folder of the topology file: relative paths in its config resolve from here. */
   baseDir: string;
   logger: Logger;
+  /**
+   * The topology checkpoints state (set for its source, which is built after the steps): every
+   * batch then waits on a checkpoint, so a source keeps more in flight to stay busy meanwhile.
+   */
+  stateful?: boolean;
 }
 
 /**

@@ -93,19 +93,22 @@ export async function buildParts(topology: LoadedTopology, logger: Logger): Prom
       ]);
     }
   };
-  const source = await at(['source'], () => create<Source>(sourceKinds, config.source, ctx));
+  const steps = await Promise.all(
+    config.steps.map((s, i) =>
+      at(['steps', i], async () => {
+        const step = await create<Step>(stepKinds, s, ctx);
+        // Whole-snapshot state is checkpointed like window state.
+        return isSnapshottingStep(step) && !isStatefulStep(step) ? new SnapshotState(step) : step;
+      }),
+    ),
+  );
+  const source = await at(['source'], () =>
+    create<Source>(sourceKinds, config.source, { ...ctx, stateful: steps.some(isStatefulStep) }),
+  );
   const deadLetterTopic = config.dead_letter?.topic ?? `${config.name}.dlq`;
   return {
     source,
-    steps: await Promise.all(
-      config.steps.map((s, i) =>
-        at(['steps', i], async () => {
-          const step = await create<Step>(stepKinds, s, ctx);
-          // Whole-snapshot state is checkpointed like window state.
-          return isSnapshottingStep(step) && !isStatefulStep(step) ? new SnapshotState(step) : step;
-        }),
-      ),
-    ),
+    steps,
     sinks: await Promise.all(
       config.sinks.map((s, i) => at(['sinks', i], () => create<Sink>(sinkKinds, s, ctx))),
     ),

@@ -56,8 +56,12 @@ export const kafkaSourceSchema = z
       .number()
       .int()
       .min(1)
-      .default(20_000)
-      .describe('Records fetched but not yet acknowledged, at most; partitions pause above it.'),
+      .optional()
+      .describe(
+        'Records fetched but not yet acknowledged, at most; partitions pause above it. Default: 20,000; ' +
+          '100,000 in a topology with stateful steps (windows, dedupe, anomaly), whose batches wait on a ' +
+          'checkpoint transaction: what arrives meanwhile is checkpointed together.',
+      ),
     max_inflight_bytes: z
       .number()
       .int()
@@ -147,6 +151,15 @@ export function isStalled(
     now - s.lastProgress > timeoutMs
   );
 }
+
+/** Default in-flight records: enough to keep fetching while sinks write. */
+const INFLIGHT_RECORDS = 20_000;
+/**
+ * With stateful steps each batch also waits on a changelog transaction (tens of ms, more under
+ * load): a larger budget lets batches arrive meanwhile, to be checkpointed together. Measured
+ * (`npm run bench -- window`): tumbling 52k → 160k records/s going from 20k to 100k.
+ */
+const STATEFUL_INFLIGHT_RECORDS = 100_000;
 
 const stateKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
@@ -251,7 +264,10 @@ export class KafkaSource implements Source {
     this.kafka = kafkaFor(config, ctx);
     this.log = ctx.logger.child({ source: 'kafka' });
     this.budget = new InflightBudget(
-      { records: config.max_inflight_records, bytes: config.max_inflight_bytes },
+      {
+        records: config.max_inflight_records ?? (ctx.stateful ? STATEFUL_INFLIGHT_RECORDS : INFLIGHT_RECORDS),
+        bytes: config.max_inflight_bytes,
+      },
       ctx.topology,
     );
   }
