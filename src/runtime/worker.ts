@@ -235,7 +235,11 @@ export class Worker {
         return { records: [], snapshots: new Map<StateSlot, StateEntry[]>() };
       }
       await this.restore(work.partition);
-      return this.runSteps(work, dead);
+      const out = await this.runSteps(work, dead);
+      // The input is not needed any more: a batch waiting on sinks and its checkpoint must not
+      // keep it alive (it would outlive the young generation and make the GC copy it).
+      work.records = [];
+      return out;
     });
     const chain = processed.then(
       () => undefined,
