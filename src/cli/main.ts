@@ -86,14 +86,18 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    if (err instanceof ConfigError) console.error(err.message);
-    else if (err instanceof FlotillaError) console.error(`flotilla: ${err.message}`);
-    else console.error(err);
-    process.exitCode = 1;
-  },
-);
+/**
+ * A command that returned is done: a client that still holds a socket or a timer (a join or a
+ * reconnect in progress when it was stopped) must not keep the process alive.
+ */
+const exitSoon = (code: number) => {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 2000).unref();
+};
+
+main(process.argv.slice(2)).then(exitSoon, (err: unknown) => {
+  if (err instanceof ConfigError) console.error(err.message);
+  else if (err instanceof FlotillaError) console.error(`flotilla: ${err.message}`);
+  else console.error(err);
+  exitSoon(1);
+});

@@ -391,12 +391,18 @@ export class KafkaSource implements Source {
       rebalanceTimeout: Math.max(c.session_timeout_ms, 60_000),
       maxBytesPerPartition: c.max_bytes_per_partition,
       maxWaitTimeInMs: 500,
+      // KafkaJS restarts a consumer that crashed on a retriable error — also one that crashed
+      // while we disconnect it on stop, which would keep a stopped worker alive in the group.
+      retry: { retries: 5, restartOnFailure: async () => !this.stopping },
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) =>
       this.onAssignment(payload.memberAssignment, payload.memberId),
     );
     consumer.on(consumer.events.CRASH, ({ payload }) => {
+      // Crashing while being disconnected on stop (a join in progress) is the end we asked for:
+      // what was in flight is drained and committed already.
+      if (this.stopping) return this.log.warn({ err: payload.error }, 'consumer crashed while stopping');
       metrics.consumerRestarts.inc({ topology: this.ctx.topology, reason: 'crash' });
       this.log.error({ err: payload.error, restart: payload.restart }, 'consumer crashed');
       if (!payload.restart) {
