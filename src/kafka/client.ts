@@ -21,11 +21,15 @@ const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
 };
 
 /**
- * Routine answers KafkaJS logs as errors: right after a transaction commits, the coordinator
- * answers the next one with CONCURRENT_TRANSACTIONS until its markers are written, and KafkaJS
- * retries at once (every changelog checkpoint sees it).
+ * What KafkaJS logs as a problem but is routine here, logged at debug:
+ * - right after a transaction commits, the coordinator answers the next one with
+ *   CONCURRENT_TRANSACTIONS until its markers are written, and KafkaJS retries at once (every
+ *   changelog checkpoint sees it);
+ * - the changelog's transactional producers have bounded retries: a send that exhausts them
+ *   aborts its transaction (nothing of it is read back), so EoS does not depend on them.
  */
-const routine = /another concurrent operation on the same transaction/;
+const routine =
+  /another concurrent operation on the same transaction|Limiting retries for the idempotent producer/;
 
 /**
  * A KafkaJS client that logs through pino and can read and write LZ4 batches. KafkaJS's
