@@ -1,4 +1,4 @@
-import type { Kafka, Producer, Transaction } from 'kafkajs';
+import { type Kafka, Partitioners, type Producer, type Transaction } from 'kafkajs';
 import type { StateEntry, StateStore } from '../core/component.js';
 import { FlotillaError, StateFencedError, TransientError } from '../core/errors.js';
 import { compressionOf, createTopic, type ProducerOptions, requestsOf } from './producer.js';
@@ -66,6 +66,8 @@ export class KafkaChangelog implements StateStore {
       idempotent: true,
       maxInFlightRequests: 1,
       retry: TRANSACTION_RETRY,
+      // Entries name their partition; named, so KafkaJS does not warn about its default.
+      createPartitioner: Partitioners.DefaultPartitioner,
     });
     try {
       await producer.connect();
