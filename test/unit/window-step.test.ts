@@ -322,6 +322,15 @@ describe('window step', () => {
     expect(entries.map((e) => e.key)).toEqual(['k/[]', 'meta']);
     expect(() => step({ ...config, size: '20s' }).restore(0, entries)).toThrow(WindowStateError);
     expect(() => step({ ...config, size: '20s' }).restore(0, entries)).toThrow(/another configuration/);
+    // State in a format this build does not read (another version of Flotilla).
+    const otherFormat = entries.map((e) =>
+      e.key === 'meta' && e.value
+        ? { key: e.key, value: Buffer.concat([Buffer.from([99]), e.value.subarray(1)]) }
+        : e,
+    );
+    expect(() => step(config).restore(0, otherFormat)).toThrow(
+      /state format 99; this version of Flotilla reads format 1/,
+    );
     // The same configuration restores, and the next snapshot holds only what changed.
     const b = step(config);
     b.restore(0, entries);

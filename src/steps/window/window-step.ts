@@ -14,6 +14,10 @@ import { AggregateSet } from './tally.js';
 
 /** Changelog key of a partition's watermark, arrival counter and last applied offset. */
 export const META_KEY = 'meta';
+/**
+ * Format of the state entries (keys and encodings). Bump it with any change to them: a worker
+ * then refuses, with a clear error, state written in a format it does not read.
+ */
 const META_VERSION = 1;
 /** Rough heap cost of a pane or session besides its aggregates: object, bounds, tally, map entry, key. */
 const BASE_WINDOW_KEY_BYTES = 200;
@@ -234,7 +238,14 @@ export class WindowStep implements StatefulStep {
     const meta = latest.get(META_KEY);
     if (meta) {
       const r = new StateReader(meta, META_KEY);
-      r.u8();
+      const version = r.u8();
+      if (version !== META_VERSION) {
+        throw new WindowStateError(
+          `window state of step '${this.name}', partition ${partition}, is in state format ${version}; this ` +
+            `version of Flotilla reads format ${META_VERSION}. Drain the topology with the version that wrote ` +
+            'it, or give the step a new name (its windows start empty)',
+        );
+      }
       const layout = r.str();
       if (layout !== this.layout) {
         throw new WindowStateError(
