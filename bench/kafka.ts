@@ -5,7 +5,7 @@
  * decode → Kafka sink, (4) the raw KafkaJS producer on the same values — with (1), the
  * client's own limit for consume → produce. Rounds interleave them; figures are medians;
  * ratios are (2)/(1), (3)/(1) and (3)/client-consume-produce from the same run.
- * `--only raw|passThrough|kafkaSink|rawProduce` measures one (profiling), or several, comma-separated.
+ * `--only raw|rawNoCommit|passThrough|kafkaSink|rawProduce` measures one (profiling), or several, comma-separated.
  * Each mode also reports the process's CPU µs per record over its timed span: steadier than
  * records/s on a shared machine.
  */
@@ -63,8 +63,12 @@ interface Measured {
   cpuPerRecord: number;
 }
 
-/** (1) Raw KafkaJS: eachBatch counting messages, nothing else. Timed from the first batch. */
-async function raw(): Promise<Measured> {
+/**
+ * (1) Raw KafkaJS: eachBatch counting messages, nothing else. Timed from the first batch. With
+ * KafkaJS's defaults it commits after every batch (`raw`); `rawNoCommit` turns that off and only
+ * reads, which no consumer group that must resume can do: it bounds what reading alone costs.
+ */
+async function raw(autoCommit: boolean): Promise<Measured> {
   const consumer = kafka.consumer({
     groupId: `bench-raw-${run}-${Math.random()}`,
     maxBytesPerPartition: 1024 * 1024,
@@ -74,6 +78,7 @@ async function raw(): Promise<Measured> {
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
   const throughput = new Throughput(N);
   await consumer.run({
+    autoCommit,
     partitionsConsumedConcurrently: 4,
     eachBatch: async ({ batch }) => {
       throughput.start();
@@ -127,16 +132,18 @@ async function main(): Promise<void> {
   await ensureInputTopic(kafka, input);
   const figures = {
     raw: [] as number[],
+    rawNoCommit: [] as number[],
     passThrough: [] as number[],
     kafkaSink: [] as number[],
     rawProduce: [] as number[],
   };
-  const cpu: typeof figures = { raw: [], passThrough: [], kafkaSink: [], rawProduce: [] };
-  const heap = { raw: 0, passThrough: 0, kafkaSink: 0, rawProduce: 0 };
+  const cpu: typeof figures = { raw: [], rawNoCommit: [], passThrough: [], kafkaSink: [], rawProduce: [] };
+  const heap = { raw: 0, rawNoCommit: 0, passThrough: 0, kafkaSink: 0, rawProduce: 0 };
   let rss = 0;
   for (let r = 1; r <= ROUNDS; r++) {
     const modes: [keyof typeof figures, () => Promise<Measured>][] = [
-      ['raw', raw],
+      ['raw', () => raw(true)],
+      ['rawNoCommit', () => raw(false)],
       ['passThrough', () => topology('{ kind: discard }')],
       [
         'kafkaSink',
@@ -161,6 +168,7 @@ async function main(): Promise<void> {
   }
   await deleteTopics(kafka, outputs);
   const raw1 = median(figures.raw);
+  const readOnly = median(figures.rawNoCommit);
   const pass2 = median(figures.passThrough);
   const sink3 = median(figures.kafkaSink);
   const produce = median(figures.rawProduce);
@@ -177,11 +185,14 @@ async function main(): Promise<void> {
     kafka_sink_per_s: Math.round(sink3),
     ratio_pass_through: round(pass2 / raw1),
     ratio_kafka_sink: round(sink3 / raw1),
+    raw_kafkajs_no_commit_per_s: Math.round(readOnly),
+    ratio_pass_through_to_no_commit: round(pass2 / readOnly),
     raw_kafkajs_produce_per_s: Math.round(produce),
     client_consume_produce_per_s: Math.round(clientConsumeProduce),
     ratio_kafka_sink_to_client_consume_produce: round(sink3 / clientConsumeProduce),
     cpu_us_per_record: {
       raw: round(median(cpu.raw), 2),
+      raw_no_commit: round(median(cpu.rawNoCommit), 2),
       pass_through: round(median(cpu.passThrough), 2),
       kafka_sink: round(median(cpu.kafkaSink), 2),
       raw_produce: round(median(cpu.rawProduce), 2),
@@ -189,6 +200,7 @@ async function main(): Promise<void> {
     ratio_cpu_raw_to_pass_through: round(median(cpu.raw) / median(cpu.passThrough)),
     peak_heap_mib: {
       raw: Math.round(heap.raw),
+      raw_no_commit: Math.round(heap.rawNoCommit),
       pass_through: Math.round(heap.passThrough),
       kafka_sink: Math.round(heap.kafkaSink),
       raw_produce: Math.round(heap.rawProduce),
