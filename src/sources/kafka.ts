@@ -60,7 +60,7 @@ export const kafkaSourceSchema = z
       .optional()
       .describe(
         'Records fetched but not yet acknowledged, at most; partitions pause above it. Default: 20,000; ' +
-          '100,000 in a topology with stateful steps (windows, dedupe, anomaly), whose batches wait on a ' +
+          '200,000 in a topology with stateful steps (windows, dedupe, anomaly), whose batches wait on a ' +
           'checkpoint transaction: what arrives meanwhile is checkpointed together.',
       ),
     max_inflight_bytes: z
@@ -157,10 +157,12 @@ export function isStalled(
 const INFLIGHT_RECORDS = 20_000;
 /**
  * With stateful steps each batch also waits on a changelog transaction (tens of ms, more under
- * load): a larger budget lets batches arrive meanwhile, to be checkpointed together. Measured
- * (`npm run bench -- window`): tumbling 52k → 160k records/s going from 20k to 100k.
+ * load): a larger budget lets batches arrive meanwhile, to be checkpointed together, so there
+ * are fewer transactions per record. Measured (`npm run bench -- window --only tumbling
+ * --inflight N`): 55k, 87k, 153k and 207k records/s (9.2, 8.1, 7.2 and 5.7 CPU µs/record) for
+ * 20k, 50k, 100k and 200k. Memory stays bounded by max_inflight_bytes as well.
  */
-const STATEFUL_INFLIGHT_RECORDS = 100_000;
+const STATEFUL_INFLIGHT_RECORDS = 200_000;
 
 const stateKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
