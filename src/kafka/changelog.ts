@@ -8,7 +8,7 @@ const READ_TIMEOUT_MS = 60_000;
 /**
  * Right after a commit the coordinator is still writing its markers and answers the next
  * transaction's first request with CONCURRENT_TRANSACTIONS: retry that within milliseconds
- * (KafkaJS's default 300 ms backoff would make every checkpoint that slow).
+ * (the client's 100 ms first backoff would make every checkpoint that slow).
  */
 const TRANSACTION_RETRY = { initialRetryTime: 10, retries: 10 };
 
