@@ -132,6 +132,11 @@ interface Pending {
 }
 
 const TICK_MS = 1000;
+/** What a batch of a partition revoked since it was handed over yields: nothing. */
+const NOTHING_PROCESSED = () => ({
+  records: [] as FlotillaRecord[],
+  snapshots: new Map<StateSlot, StateEntry[]>(),
+});
 /**
  * Sink retries back off to at most this: a database back from an outage is written to within
  * seconds (the circuit breaker keeps the retries cheap meanwhile).
@@ -231,11 +236,9 @@ export class Worker {
     const generation = this.generations.get(work.partition) ?? 0;
     const processed = (this.stepChains.get(key) ?? Promise.resolve()).then(async () => {
       // Revoked since it was handed over: the new owner re-reads it; state here is gone.
-      if ((this.generations.get(work.partition) ?? 0) !== generation) {
-        return { records: [], snapshots: new Map<StateSlot, StateEntry[]>() };
-      }
+      if ((this.generations.get(work.partition) ?? 0) !== generation) return NOTHING_PROCESSED();
       await this.restore(work.partition);
-      const out = await this.runSteps(work, dead);
+      const out = await this.runSteps(work, generation, dead);
       // The input is not needed any more: a batch waiting on sinks and its checkpoint must not
       // keep it alive (it would outlive the young generation and make the GC copy it).
       work.records = [];
@@ -283,10 +286,14 @@ export class Worker {
     if (this.stateful.length === 0) return Promise.resolve();
     let restoring = this.restored.get(partition);
     if (!restoring) {
+      const generation = this.generations.get(partition) ?? 0;
+      const assigned = () => (this.generations.get(partition) ?? 0) === generation;
       restoring = Promise.all(
         this.stateful.map(async ({ step, store }) => {
           const entries = await retryUntilStopped(
             async () => {
+              // Revoked meanwhile: claiming now would fence the partition's new owner.
+              if (!assigned()) return undefined;
               // Fence any earlier owner first, so that what is read is final.
               await store.claim(partition);
               return store.read(partition);
@@ -298,12 +305,17 @@ export class Worker {
                 'state restore failed; retrying',
               ),
           );
+          // A read that outlived the assignment must not install state the step no longer owns.
+          if (entries === undefined || !assigned()) return;
           step.restore(partition, entries);
           this.logger.info({ step: step.name, partition, entries: entries.length }, 'state restored');
         }),
       ).then(() => undefined);
-      this.restored.set(partition, restoring);
-      restoring.catch(() => this.restored.delete(partition));
+      const settled = restoring;
+      this.restored.set(partition, settled);
+      settled.catch(() => {
+        if (this.restored.get(partition) === settled) this.restored.delete(partition);
+      });
     }
     return restoring;
   }
@@ -413,6 +425,7 @@ export class Worker {
 
   private async runSteps(
     work: Pending,
+    generation: number,
     dead: DeadLetter[],
   ): Promise<{ records: FlotillaRecord[]; snapshots: Map<StateSlot, StateEntry[]> }> {
     let records = work.records;
@@ -422,6 +435,9 @@ export class Worker {
       if (slot.index < work.from) snapshots.set(slot, slot.step.snapshot(work.partition));
     }
     for (let i = work.from; i < this.parts.steps.length; i++) {
+      // Revoked while its state was read or an earlier step ran: a stateful step must not run
+      // on a partition this worker no longer owns (it would emit results from partial state).
+      if ((this.generations.get(work.partition) ?? 0) !== generation) return NOTHING_PROCESSED();
       const step = this.parts.steps[i] as Step;
       const slot = this.stateful.find((s) => s.index === i);
       const before = dead.length;
