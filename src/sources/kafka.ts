@@ -1,4 +1,3 @@
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { z } from 'zod';
 import type {
@@ -191,26 +190,25 @@ export interface KafkaSourceOptions {
   stopAt?: ReadonlyMap<string, ReadonlyMap<number, number>>;
 }
 
-/** Bytes of keys and values: what the in-flight budget counts. */
-function messageBytes(messages: KafkaMessage[]): number {
-  let bytes = 0;
-  for (const m of messages) bytes += (m.value?.length ?? 0) + (m.key?.length ?? 0);
-  return bytes;
-}
-
 /**
- * Turns one partition's messages into records. What the records of a batch share is computed
- * once: the id prefix (one string concatenation per record, not four) and the timestamp, which
- * consecutive messages of a producer's batch usually repeat.
+ * Turns one partition's messages into records, counting their bytes. What the records of a
+ * batch share is computed once: the id prefix (one string concatenation per record, not four)
+ * and the timestamp, which consecutive messages of a producer's batch usually repeat.
  */
-function toRecords(topic: string, partition: number, messages: KafkaMessage[]): FlotillaRecord[] {
+function toRecords(
+  topic: string,
+  partition: number,
+  messages: KafkaMessage[],
+): { records: FlotillaRecord[]; bytes: number } {
   const records: FlotillaRecord[] = new Array(messages.length);
   // The same string as passThroughId(record.source), built once per batch.
   const idPrefix = `${topic}/${partition}/`;
+  let bytes = 0;
   let lastTimestamp = '';
   let lastTimestampMs = 0;
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i] as KafkaMessage;
+    bytes += (m.value?.length ?? 0) + (m.key?.length ?? 0);
     if (m.timestamp !== lastTimestamp) {
       lastTimestamp = m.timestamp;
       lastTimestampMs = Number(m.timestamp);
@@ -229,7 +227,7 @@ function toRecords(topic: string, partition: number, messages: KafkaMessage[]): 
       source: { topic, partition, offset: m.offset },
     };
   }
-  return records;
+  return { records, bytes };
 }
 
 /**
@@ -522,27 +520,17 @@ export class KafkaSource implements Source {
         return;
       }
     }
+    const { records, bytes } = toRecords(topic, partition, messages);
     const entry: InFlight = {
       next,
-      records: messages.length,
-      bytes: messageBytes(messages),
+      records: records.length,
+      bytes,
       done: false,
     };
     state.inflight.push(entry);
     state.handedOver = next;
-    this.budget.add(entry.records, entry.bytes);
-    // Records are built and handed over on the event loop's next turn. KafkaJS fetches again only
-    // once this has returned for every batch of its last fetch: the broker now serves the next
-    // fetch while the steps run, and each batch goes through the steps before the next one's
-    // records are built, so fewer objects are alive when the GC copies the young generation.
-    const handled = nextTurn().then(() =>
-      // Revoked meanwhile (or the group rejoined): the new owner reads it again.
-      this.partitions.get(stateKey(topic, partition)) === state
-        ? (this.handler as BatchHandler)({ topic, partition, records: toRecords(topic, partition, messages) })
-        : Promise.reject(
-            new FlotillaError(`${topic}/${partition} was revoked before its batch was handed over`),
-          ),
-    );
+    this.budget.add(records.length, bytes);
+    const handled = (this.handler as BatchHandler)({ topic, partition, records });
     handled.then(
       () => this.settle(state, entry, true),
       (err: unknown) => {
