@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { type Kafka, Partitioners, type Producer, type Transaction } from 'kafkajs';
 import type { StateEntry, StateStore } from '../core/component.js';
 import { FlotillaError, StateFencedError, TransientError } from '../core/errors.js';
@@ -146,8 +147,11 @@ export class KafkaChangelog implements StateStore {
     const entries: StateEntry[] = [];
     // KafkaJS has no manual assignment: a throwaway group subscribes and keeps one partition.
     // Read committed (KafkaJS's default): entries of aborted transactions are skipped.
+    // Its own group per read: restores of several partitions start in the same millisecond, and
+    // two reads sharing a group would split the partitions between them (and, committing, each
+    // skip what the other read), restoring part of the state.
     const consumer = this.kafka.consumer({
-      groupId: `${this.topic}.restore.${process.pid}.${Date.now()}`,
+      groupId: `${this.topic}.restore.${randomUUID()}`,
       maxWaitTimeInMs: 100,
     });
     await consumer.connect();
@@ -175,6 +179,7 @@ export class KafkaChangelog implements StateStore {
         });
         consumer
           .run({
+            autoCommit: false,
             eachBatch: async ({ batch }) => {
               if (batch.partition !== partition) return;
               for (const m of batch.messages) {

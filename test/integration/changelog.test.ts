@@ -39,6 +39,28 @@ describe('the Kafka changelog', () => {
     }
   });
 
+  it('restores several partitions at once, each whole', async () => {
+    const topic = unique('changelog-parallel');
+    const store = changelog(topic);
+    try {
+      await Promise.all([store.claim(0), store.claim(1)]);
+      for (const p of [0, 1]) {
+        await store.write(
+          p,
+          Array.from({ length: 500 }, (_, i) => entry(`p${p}-k${i}`, 'v'.repeat(30))),
+        );
+      }
+      for (let round = 0; round < 3; round++) {
+        const [zero, one] = await Promise.all([store.read(0), store.read(1)]);
+        expect(Object.keys(asMap(zero))).toHaveLength(500);
+        expect(Object.keys(asMap(one))).toHaveLength(500);
+        expect(zero.every((e) => e.key.startsWith('p0-'))).toBe(true);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
   it('fences the previous owner: after another worker claims the partition, its writes are refused and never restored', async () => {
     const topic = unique('changelog-fence');
     const zombie = changelog(topic);
