@@ -3,8 +3,8 @@ import type { Admin, Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AvroCodec, type AvroSchema, SchemaRegistryError } from '../../src/kafka/avro.js';
 import { seededRandom } from '../../src/sources/synthetic.js';
-import { testKafka } from '../support/kafka.js';
-import { connectOrExplain, serviceUrl } from '../support/services.js';
+import { connectAdmin, testKafka } from '../support/kafka.js';
+import { serviceUrl } from '../support/services.js';
 import { waitFor } from '../support/wait.js';
 import {
   ChaosRun,
@@ -32,12 +32,7 @@ describe('failure suite', () => {
 
   beforeAll(async () => {
     kafka = testKafka();
-    admin = await connectOrExplain('KAFKA_BROKERS', async () => {
-      const a = kafka.admin();
-      await a.connect();
-      await a.listTopics();
-      return a;
-    });
+    admin = await connectAdmin(kafka);
   });
 
   afterAll(async () => {

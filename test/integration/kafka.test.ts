@@ -1,7 +1,8 @@
 import { type Admin, CompressionTypes, type Consumer, Kafka, logLevel } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { lz4Codec, registerLz4Codec } from '../../src/kafka/lz4-codec.js';
-import { connectOrExplain, serviceUrl } from '../support/services.js';
+import { connectAdmin } from '../support/kafka.js';
+import { serviceUrl } from '../support/services.js';
 import { waitFor } from '../support/wait.js';
 
 describe('Kafka (kafkajs)', () => {
@@ -29,12 +30,7 @@ describe('Kafka (kafkajs)', () => {
       logLevel: logLevel.NOTHING,
       retry: { retries: 3 },
     });
-    admin = await connectOrExplain('KAFKA_BROKERS', async () => {
-      const a = kafka.admin();
-      await a.connect();
-      await a.listTopics();
-      return a;
-    });
+    admin = await connectAdmin(kafka);
   });
 
   afterEach(async () => {

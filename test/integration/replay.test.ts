@@ -1,22 +1,19 @@
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Admin, Kafka } from 'kafkajs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   brokers,
   committedOffsets,
   createTopic,
   produce,
   readTopic,
-  spawnWorker,
-  testKafka,
   unique,
-  type WorkerProcess,
+  useKafka,
   waitForAssignment,
   writeTopology,
 } from '../support/kafka.js';
-import { connectOrExplain, repoRoot } from '../support/services.js';
+import { repoRoot } from '../support/services.js';
 import { waitFor } from '../support/wait.js';
 
 /** Input records are 10 ms apart from BASE; record n goes to partition n % 3. */
@@ -60,34 +57,11 @@ async function replayCli(args: string[]): Promise<ReplaySummary> {
 }
 
 describe('flotilla replay on Kafka', () => {
-  let kafka: Kafka;
-  let admin: Admin;
-  const workers: WorkerProcess[] = [];
+  const k = useKafka();
   // An hour ago, so the range is in the past and far from retention limits.
   const BASE = Math.floor((Date.now() - 3_600_000) / 1000) * 1000;
   const at = (n: number) => BASE + n * STEP_MS;
   const iso = (ms: number) => new Date(ms).toISOString();
-
-  beforeAll(async () => {
-    kafka = testKafka();
-    admin = await connectOrExplain('KAFKA_BROKERS', async () => {
-      const a = kafka.admin();
-      await a.connect();
-      await a.listTopics();
-      return a;
-    });
-  });
-
-  afterEach(async () => {
-    for (const w of workers.splice(0)) {
-      if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
-      await w.exited;
-    }
-  });
-
-  afterAll(async () => {
-    await admin?.disconnect();
-  });
 
   /** Steps of the topology: decode, then each record n → { n, scaled: n × factor }. */
   const scaling = (factor: number) =>
@@ -100,8 +74,8 @@ describe('flotilla replay on Kafka', () => {
   async function setup(name: string, steps: (factor: number) => string = scaling) {
     const input = unique(`replay-${name}-in`);
     const output = unique(`replay-${name}-out`);
-    await createTopic(admin, input, PARTITIONS);
-    await createTopic(admin, output, 2);
+    await createTopic(k.admin, input, PARTITIONS);
+    await createTopic(k.admin, output, 2);
     const yaml = (factor: number) => `name: replay-${name}
 group: ${unique(`replay-${name}-live`)}
 source:
@@ -117,7 +91,7 @@ dead_letter: { topic: ${output}.dlq }
 `;
     const file = writeTopology(yaml(2));
     await produce(
-      kafka,
+      k.kafka,
       input,
       Array.from({ length: N }, (_, n) => ({
         partition: n % PARTITIONS,
@@ -129,14 +103,14 @@ dead_letter: { topic: ${output}.dlq }
     /** Output by id: the latest value (what an upserting reader keeps), and how many messages there are. */
     const readLatest = async (topic = output) => {
       const latest = new Map<string, { n: number; scaled: number } & Record<string, unknown>>();
-      const messages = await readTopic(kafka, admin, topic);
+      const messages = await readTopic(k.kafka, k.admin, topic);
       for (const m of messages) latest.set(m.headers['flotilla.id'] ?? '', JSON.parse(m.value));
       return { latest, messages: messages.length };
     };
     /** The id of input record n: its (topic, partition, offset), read back from the input. */
     const inputIds = async () => {
       const ids = new Map<number, string>();
-      for (const m of await readTopic(kafka, admin, input)) {
+      for (const m of await readTopic(k.kafka, k.admin, input)) {
         const n = Number(/"n": ?(\d+)/.exec(m.value)?.[1]);
         ids.set(n, `${input}/${m.partition}/${m.offset}`);
       }
@@ -166,7 +140,7 @@ dead_letter: { topic: ${output}.dlq }
       expect(v.scaled).toBe(v.n * 2);
     }
     // The replay group is committed at the stop offsets: record 2000's offset in each partition.
-    const committed = await committedOffsets(admin, first.group, t.input);
+    const committed = await committedOffsets(k.admin, first.group, t.input);
     for (let p = 0; p < PARTITIONS; p++) {
       const firstOutOfRange = range(2000, 2003).find((n) => n % PARTITIONS === p) as number;
       expect(committed.get(p)).toBe(Number(ids.get(firstOutOfRange)?.split('/').at(-1)));
@@ -178,7 +152,7 @@ dead_letter: { topic: ${output}.dlq }
     const twice = await t.readLatest();
     expect(twice.messages).toBe(2 * expected.length);
     expect(twice.latest).toEqual(once.latest);
-    const dead = await readTopic(kafka, admin, `${t.output}.dlq`);
+    const dead = await readTopic(k.kafka, k.admin, `${t.output}.dlq`);
     expect(new Set(dead.map((d) => d.headers['flotilla.source.offset'])).size).toBe(10);
   });
 
@@ -189,7 +163,7 @@ dead_letter: { topic: ${output}.dlq }
     const producer = (async () => {
       while (producing) {
         await produce(
-          kafka,
+          k.kafka,
           t.input,
           Array.from({ length: 300 }, (_, i) => ({
             partition: i % PARTITIONS,
@@ -218,7 +192,7 @@ dead_letter: { topic: ${output}.dlq }
     const ids = await t.inputIds();
     for (const n of good(range(1500, N))) expect(latest.has(ids.get(n) as string)).toBe(true);
     // Nothing past a partition's captured end: every output offset is below its stop offset.
-    const committed = await committedOffsets(admin, summary.group, t.input);
+    const committed = await committedOffsets(k.admin, summary.group, t.input);
     for (const id of latest.keys()) {
       const [p, offset] = id.split('/').slice(-2).map(Number) as [number, number];
       expect(offset).toBeLessThan(committed.get(p) as number);
@@ -227,8 +201,7 @@ dead_letter: { topic: ${output}.dlq }
 
   it('--into writes to shadow topics while the live worker runs; diff finds no difference, then the changed ones', async () => {
     const t = await setup('shadow');
-    const live = spawnWorker(t.file, { FLOTILLA_HTTP_PORT: 'off' });
-    workers.push(live);
+    const live = k.startWorker(t.file);
     await waitForAssignment(live);
     const goodCount = good(range(0, N)).length;
     await waitFor(
@@ -244,7 +217,7 @@ dead_letter: { topic: ${output}.dlq }
     expect(shadow.latest.size).toBe(good(range(1000, 2000)).length);
     // The live topic got nothing from the replay; its dead letters went to the shadow dead-letter topic.
     expect((await t.readLatest()).messages).toBe(goodCount);
-    expect((await readTopic(kafka, admin, `${t.output}.dlq.shadow`)).length).toBe(10);
+    expect((await readTopic(k.kafka, k.admin, `${t.output}.dlq.shadow`)).length).toBe(10);
 
     const same = await flotilla(['replay', 'diff', t.file, '--into', 'shadow', ...window, '--json']);
     expect(same.code, same.stderr).toBe(0);
@@ -286,8 +259,7 @@ dead_letter: { topic: ${output}.dlq }
       () =>
         '  - { kind: window, type: tumbling, size: 1s, time: { field: ts }, group_by: [g], aggregates: { total: { op: sum, field: n } } }',
     );
-    const live = spawnWorker(t.file, { FLOTILLA_HTTP_PORT: 'off' });
-    workers.push(live);
+    const live = k.startWorker(t.file);
     await waitForAssignment(live);
     // Records are 10 ms apart: second k of the input holds records 100k..100k+99; the last
     // windows stay open (nothing later moves the watermark past them).

@@ -148,6 +148,16 @@ export async function waitForAssignment(worker: WorkerProcess, timeoutMs = 60_00
   );
 }
 
+/** A connected admin, after a real round trip; fails naming KAFKA_BROKERS when Kafka does not answer. */
+export function connectAdmin(kafka: Kafka): Promise<Admin> {
+  return connectOrExplain('KAFKA_BROKERS', async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.listTopics();
+    return admin;
+  });
+}
+
 export interface KafkaTestContext {
   kafka: Kafka;
   admin: Admin;
@@ -171,12 +181,7 @@ export function useKafka(): KafkaTestContext {
   } as KafkaTestContext;
   beforeAll(async () => {
     ctx.kafka = testKafka();
-    ctx.admin = await connectOrExplain('KAFKA_BROKERS', async () => {
-      const a = ctx.kafka.admin();
-      await a.connect();
-      await a.listTopics();
-      return a;
-    });
+    ctx.admin = await connectAdmin(ctx.kafka);
   });
   afterEach(async () => {
     for (const w of workers.splice(0)) {
