@@ -9,6 +9,9 @@
  *   falls shortly after the previous window.
  * - One threshold for the whole corpus, the one that maximises the raw score; the raw score
  *   is normalised so that a detector that never fires scores 0 and a perfect one 100.
+ * - As in NAB, a window with no row after the probation is not scored (no FN, not in the
+ *   never-fire baseline) but still counts in the perfect score (NAB's `tpCount`, every window
+ *   of the label file).
  */
 
 export interface CostProfile {
@@ -42,7 +45,10 @@ export interface SweepPoint {
 export interface FileSweep {
   name: string;
   points: SweepPoint[];
+  /** Windows with at least one row after the probation: the ones a detection can score. */
   windows: number;
+  /** Every labelled window of the file. */
+  labelled: number;
 }
 
 export interface Tally {
@@ -50,7 +56,10 @@ export interface Tally {
   tp: number;
   fp: number;
   fn: number;
+  /** Scorable windows (tp + fn). */
   windows: number;
+  /** Labelled windows, scorable or not (the perfect score's count). */
+  labelled: number;
 }
 
 /** NAB's scaled sigmoid: ≈0.987 at the left edge of a window (x = -1), 0 at its right edge, → -1 far after it. */
@@ -76,6 +85,7 @@ export function sweepFile(file: ScoredFile, profile: CostProfile, firstWindowId 
   const maxTp = scaledSigmoid(-1);
   const probation = probationaryLength(times.length);
   const points: SweepPoint[] = [];
+  const scorable = new Set<number>();
   let next = 0; // next window to enter
   let current = -1; // index of the window we are in
   let left = 0;
@@ -100,6 +110,7 @@ export function sweepFile(file: ScoredFile, profile: CostProfile, firstWindowId 
       weight = scaledSigmoid((i - prevRight) / (prevWidth - 1)) * profile.fp;
     }
     if (i >= probation) {
+      if (current >= 0) scorable.add(current);
       points.push({
         score: scores[i] as number,
         weight,
@@ -112,7 +123,7 @@ export function sweepFile(file: ScoredFile, profile: CostProfile, firstWindowId 
       current = -1;
     }
   }
-  return { name: file.name, points, windows: windows.length };
+  return { name: file.name, points, windows: scorable.size, labelled: windows.length };
 }
 
 function lastIndexAtOrBefore(times: number[], t: number, from: number): number {
@@ -127,8 +138,10 @@ export function tallyAtThreshold(sweeps: FileSweep[], threshold: number, profile
   let raw = 0;
   let fp = 0;
   let windows = 0;
+  let labelled = 0;
   for (const s of sweeps) {
     windows += s.windows;
+    labelled += s.labelled;
     for (const p of s.points) {
       if (p.score < threshold) continue;
       if (p.window < 0) {
@@ -142,7 +155,7 @@ export function tallyAtThreshold(sweeps: FileSweep[], threshold: number, profile
   for (const w of best.values()) raw += w;
   const tp = best.size;
   raw -= (windows - tp) * profile.fn;
-  return { raw, tp, fp, fn: windows - tp, windows };
+  return { raw, tp, fp, fn: windows - tp, windows, labelled };
 }
 
 /**
@@ -175,11 +188,14 @@ export function optimiseThreshold(
   return top;
 }
 
-/** 100·(raw − null)/(perfect − null): a detector that never fires scores 0, a perfect one 100. */
+/**
+ * 100·(raw − null)/(perfect − null), as NAB's `normalize`: null is the never-firing score (every
+ * scorable window missed), perfect A_TP per labelled window. Never firing scores 0.
+ */
 export function normalise(t: Tally, profile: CostProfile): number | null {
-  if (t.windows === 0) return null;
+  if (t.labelled === 0) return null;
   const nullScore = -t.windows * profile.fn;
-  const perfect = t.windows * profile.tp;
+  const perfect = t.labelled * profile.tp;
   return (100 * (t.raw - nullScore)) / (perfect - nullScore);
 }
 

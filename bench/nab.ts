@@ -141,7 +141,7 @@ sinks:
   }
 }
 
-/** NAB's results format: results/<detector>/<category>/<detector>_<file>.csv. */
+/** NAB's results layout under `outDir` (its `results/`): <detector>/<category>/<detector>_<file>.csv. */
 function writeResults(
   outDir: string,
   detector: string,
@@ -150,14 +150,15 @@ function writeResults(
 ): void {
   for (const s of corpus) {
     const [category = '', file = ''] = s.name.split('/');
-    mkdirSync(path.join(outDir, category), { recursive: true });
+    const dir = path.join(outDir, detector, category);
+    mkdirSync(dir, { recursive: true });
     const score = scores.get(s.name) ?? [];
     const inWindow = (t: number) => s.windows.some(([a, b]) => t >= a && t <= b);
     const lines = s.stamps.map(
       (stamp, i) => `${stamp},${s.values[i]},${score[i]},${inWindow(s.times[i] as number) ? 1 : 0}`,
     );
     writeFileSync(
-      path.join(outDir, category, `${detector}_${file}`),
+      path.join(dir, `${detector}_${file}`),
       `timestamp,value,anomaly_score,label\n${lines.join('\n')}\n`,
     );
   }
@@ -194,7 +195,7 @@ export async function nabBench(argv: string[]): Promise<NabFigures> {
   const { scores, stepSeconds, runSeconds } = await scoreThroughWorker(corpus, values.model);
   const detector = `flotilla${values.model ? `-${values.model}` : ''}`;
   writeResults(outDir, detector, corpus, scores);
-  console.log(`results in NAB format: ${outDir}`);
+  console.log(`results in NAB format: ${path.join(outDir, detector)}`);
 
   const files: ScoredFile[] = corpus.map((s) => ({
     name: s.name,

@@ -1,3 +1,4 @@
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { StepContext } from '../../src/core/component.js';
 import type { FlotillaRecord } from '../../src/core/record.js';
@@ -158,13 +159,13 @@ describe('the detector', () => {
 
 // --- the step ---
 
-function makeStep(config: Record<string, unknown>): AnomalyStep {
+function makeStep(config: Record<string, unknown>, logger = pino({ level: 'silent' })): AnomalyStep {
   const parsed = anomalyStepSchema.parse({ kind: 'anomaly', value: 'v', series_key: ['host'], ...config });
   return anomalyStep.create(parsed, {
     topology: 'anomaly-test',
     group: 'g',
     baseDir: '.',
-    logger: undefined as never,
+    logger,
   }) as AnomalyStep;
 }
 
@@ -278,6 +279,38 @@ describe('the anomaly step', () => {
 
     original.release('t', 0);
     expect(original.snapshot('t', 0).series).toEqual([]);
+  });
+
+  it('restores the series that fit; those saved with another model start cold, with a warning', async () => {
+    const ewma = makeStep({ model: 'ewma' });
+    await valuesOut(ewma, [...hostRecords('a', 300), ...hostRecords('b', 300)]);
+    const state = JSON.parse(JSON.stringify(ewma.snapshot('t', 0)));
+    // Series b's state as the seasonal model would have saved it: it fits a seasonal step.
+    const seasonal = makeStep({});
+    await valuesOut(seasonal, hostRecords('b', 300));
+    state.series[1] = seasonal.snapshot('t', 0).series[0];
+
+    const warnings: { msg: string; series: number; first: { key: string; reason: string } }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line)) });
+    const changed = makeStep({}, logger); // the topology now says model: seasonal (the default)
+    changed.restore('t', 0, state);
+    expect(warnings).toMatchObject([
+      {
+        msg: 'saved state of some series does not fit the configured model; they start cold',
+        series: 1,
+        first: {
+          key: seriesKeyOf(['a']),
+          reason: "series state (models ewma) does not fit model 'seasonal'",
+        },
+      },
+    ]);
+    const [a, b] = await valuesOut(changed, [...hostRecords('a', 1, 300), ...hostRecords('b', 1, 300)]);
+    expect(a).toMatchObject({ anomaly_score: 0, expected: null }); // cold
+    expect(b?.expected).not.toBeNull(); // restored
+
+    expect(() => changed.restore('t', 3, { version: 2 } as never)).toThrow(
+      "anomaly step 'anomaly' of topology 'anomaly-test': cannot restore the state of t/3: expected { version: 1, series: [...] }",
+    );
   });
 
   it('holds at most max_series series per partition, evicting the least recently seen (counted)', async () => {

@@ -65,6 +65,20 @@ describe('NAB scoring', () => {
     expect(normalise(rawAt(file({}, []), 0.5), standard)).toBeNull();
   });
 
+  it('a window inside the probation is not scored, but counts in the perfect score (as NAB)', () => {
+    // Rows 0..2 are probationary: window [0, 2] has no scorable row. A detection in [10, 14]
+    // at its left edge: raw 1 (no A_FN for the first window); null −1; perfect 2 windows.
+    const f = file({ 1: 1, 10: 1 }, [
+      [0, 2],
+      [10, 14],
+    ]);
+    const t = rawAt(f, 0.5);
+    expect(t).toMatchObject({ tp: 1, fp: 0, fn: 0, windows: 1, labelled: 2 });
+    expect(t.raw).toBeCloseTo(1, 12);
+    expect(normalise(t, standard)).toBeCloseTo((100 * (1 + 1)) / (2 + 1), 10);
+    expect(normalise(rawAt(file({}, [[0, 2]]), 0.5), standard)).toBe(0);
+  });
+
   it('picks the corpus threshold that maximises the raw score', () => {
     // ≥0.95: FP only (-1.11); ≥0.9: TP + FP (0.89); ≥0.5: adds the cheap FP at row 16 (0.796689).
     const f = file({ 5: 0.95, 10: 0.9, 16: 0.5 });

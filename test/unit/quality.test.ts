@@ -118,6 +118,13 @@ describe('quality rules', () => {
       "range:v (v: expected a number, found '1')",
     ],
     [
+      'range (NaN, e.g. from a code step)',
+      { kind: 'range', field: 'v', min: 0, max: 1 },
+      { v: 0.5 },
+      { v: Number.NaN },
+      'range:v (v: expected a number, found NaN)',
+    ],
+    [
       'enum',
       { kind: 'enum', field: 'm', values: ['cpu', 'mem'] },
       { m: 'cpu' },
@@ -579,22 +586,23 @@ describe('quality profiling', () => {
       { a: 3, b: 'y' },
       { a: null, b: 'x' },
       { b: 5, c: true },
+      { a: Number.NaN, b: 'x', c: true }, // a: a number, but not one that min/max/mean can hold
     ]);
     const profile = step.profile();
-    expect(profile?.records).toBe(4);
+    expect(profile?.records).toBe(5);
     expect(profile?.fields.a).toEqual({
-      count: 4,
-      null_rate: 0.5,
+      count: 5,
+      null_rate: 0.4,
       types: { number: 1 },
       min: 1,
       max: 3,
       mean: 2,
-      distinct: 2,
+      distinct: 3,
     });
     expect(profile?.fields.b).toEqual({
-      count: 4,
+      count: 5,
       null_rate: 0,
-      types: { string: 0.75, number: 0.25 },
+      types: { string: 0.8, number: 0.2 },
       min: 5,
       max: 5,
       mean: 5,
@@ -602,7 +610,7 @@ describe('quality profiling', () => {
     });
     // c was first seen on the 4th record.
     expect(profile?.fields.c).toEqual({
-      count: 1,
+      count: 2,
       null_rate: 0,
       types: { boolean: 1 },
       min: null,
@@ -613,10 +621,10 @@ describe('quality profiling', () => {
 
     const text = await registry.getSingleMetricAsString('flotilla_quality_field_null_ratio');
     expect(text).toContain(
-      `flotilla_quality_field_null_ratio{topology="${topology}",step="quality",field="a"} 0.5`,
+      `flotilla_quality_field_null_ratio{topology="${topology}",step="quality",field="a"} 0.4`,
     );
     const types = await registry.getSingleMetricAsString('flotilla_quality_field_type_ratio');
-    expect(types).toContain(`{topology="${topology}",step="quality",field="b",type="string"} 0.75`);
+    expect(types).toContain(`{topology="${topology}",step="quality",field="b",type="string"} 0.8`);
     await step.close();
     expect(await registry.getSingleMetricAsString('flotilla_quality_field_null_ratio')).not.toContain(
       topology,

@@ -191,11 +191,12 @@ export class SeriesDetector {
 
   /** Restores a snapshot taken with the same spec; throws AnomalyStateError if it does not fit. */
   restore(state: SeriesState): this {
+    if (state?.version !== 1 || !Array.isArray(state.members)) {
+      throw new AnomalyStateError(`series state is not a version 1 detector snapshot`);
+    }
     const kinds = state.members.map((m) => m.kind).join(',');
-    if (state.version !== 1 || kinds !== this.members.map((m) => m.kind).join(',')) {
-      throw new AnomalyStateError(
-        `series state (version ${state.version}, models ${kinds}) does not fit model '${this.spec.model}'`,
-      );
+    if (kinds !== this.members.map((m) => m.kind).join(',')) {
+      throw new AnomalyStateError(`series state (models ${kinds}) does not fit model '${this.spec.model}'`);
     }
     state.members.forEach((s, i) => {
       const member = this.members[i] as Member;

@@ -1,4 +1,5 @@
 import type { SeriesDetector, SeriesState } from './detector.js';
+import { AnomalyStateError } from './types.js';
 
 /** The state of every series of one partition, as JSON data. */
 export interface PartitionState {
@@ -48,12 +49,26 @@ export class SeriesTable {
     return { version: 1, series: [...this.detectors].map(([key, d]) => [key, d.snapshot()]) };
   }
 
-  /** Replaces the whole table by a snapshot (the most recent `maxSeries` series of it). */
-  restore(state: PartitionState): void {
+  /**
+   * Replaces the whole table by a snapshot (the most recent `maxSeries` series of it). A series
+   * whose saved state does not fit its model (the configuration changed) starts afresh, as an
+   * evicted one would; those are returned with the reason.
+   */
+  restore(state: PartitionState): { key: string; error: AnomalyStateError }[] {
     this.detectors.clear();
+    const misfits: { key: string; error: AnomalyStateError }[] = [];
     for (const [key, s] of state.series.slice(-this.maxSeries)) {
-      this.detectors.set(key, this.create(key, s));
+      let detector: SeriesDetector;
+      try {
+        detector = this.create(key, s);
+      } catch (error) {
+        if (!(error instanceof AnomalyStateError)) throw error;
+        misfits.push({ key, error });
+        detector = this.create(key);
+      }
+      this.detectors.set(key, detector);
     }
+    return misfits;
   }
 
   private evictBeyond(limit: number): void {

@@ -13,6 +13,7 @@ import {
   tuningSchema,
 } from './schema.js';
 import { type PartitionState, SeriesTable } from './series-table.js';
+import { AnomalyStateError } from './types.js';
 
 /** Parameters for one series, e.g. from a model registry: tuning options and optionally a trained state. */
 export interface ModelParameters extends Tuning {
@@ -63,10 +64,10 @@ export class AnomalyStep implements Step {
   constructor(
     readonly name: string,
     private readonly config: AnomalyStepConfig,
-    topology: string,
+    private readonly ctx: Pick<ComponentContext, 'topology' | 'logger'>,
   ) {
     this.spec = applyTuning(defaultSpec, config);
-    this.labels = { topology, step: name };
+    this.labels = { topology: ctx.topology, step: name };
   }
 
   process(records: FlotillaRecord[], ctx: StepContext): FlotillaRecord[] {
@@ -162,9 +163,32 @@ export class AnomalyStep implements Step {
     return this.table(topic, partition).snapshot();
   }
 
-  /** Restores a partition's state (on assignment, before its first batch). */
+  /**
+   * Restores a partition's state (on assignment, before its first batch). Series whose saved
+   * state does not fit the configured model (e.g. `model` or `seasonal.slots` changed since the
+   * checkpoint) start cold, with a warning, rather than stopping the topology.
+   */
   restore(topic: string, partition: number, state: PartitionState): void {
-    this.table(topic, partition).restore(state);
+    if (state?.version !== 1 || !Array.isArray(state.series)) {
+      throw new AnomalyStateError(
+        `anomaly step '${this.name}' of topology '${this.ctx.topology}': cannot restore the state of ` +
+          `${topic}/${partition}: expected { version: 1, series: [...] }`,
+      );
+    }
+    const misfits = this.table(topic, partition).restore(state);
+    if (misfits.length > 0) {
+      this.ctx.logger.warn(
+        {
+          topology: this.ctx.topology,
+          step: this.name,
+          topic,
+          partition,
+          series: misfits.length,
+          first: { key: misfits[0]?.key, reason: misfits[0]?.error.message },
+        },
+        'saved state of some series does not fit the configured model; they start cold',
+      );
+    }
     this.reportSeries();
   }
 
@@ -207,7 +231,7 @@ export const anomalyStep: ComponentDefinition<typeof anomalyStepSchema, AnomalyS
   description: anomalyStepSchema.description ?? '',
   schema: anomalyStepSchema,
   create: (config, ctx: ComponentContext) => {
-    const step = new AnomalyStep(config.name ?? 'anomaly', config, ctx.topology);
+    const step = new AnomalyStep(config.name ?? 'anomaly', config, ctx);
     return config.registry ? watchRegistry(step, config.registry, ctx) : step;
   },
 };

@@ -111,7 +111,7 @@ function checkOf(rule: QualityRuleConfig, dedupeSlot: number): (s: Subject) => R
     case 'range': {
       const { min, max } = rule;
       return onField(rule.field, (v) => {
-        if (typeof v !== 'number') return `expected a number, found ${show(v)}`;
+        if (typeof v !== 'number' || Number.isNaN(v)) return `expected a number, found ${show(v)}`;
         if (min !== undefined && !(v >= min)) return `${v} is below min ${min}`;
         if (max !== undefined && !(v <= max)) return `${v} is above max ${max}`;
         return null;
