@@ -25,21 +25,54 @@ import { buildParts, Worker } from '../src/runtime/worker.js';
 import { loadTopology } from '../src/topology/load.js';
 import { median, note, printFigures, round } from './_lib.js';
 
-const { values } = parseArgs({
-  options: {
-    rates: { type: 'string', default: '1000,5000,20000' },
-    seconds: { type: 'string', default: '10' },
-    rounds: { type: 'string', default: '3' },
-    'no-baseline': { type: 'boolean', default: false },
-    'batch-count': { type: 'string' },
-    'block-ms': { type: 'string' },
-    'max-inflight': { type: 'string' },
-    'ack-interval': { type: 'string' },
-  },
-});
-const RATES = values.rates.split(',').map(Number);
-const SECONDS = Number(values.seconds);
-const ROUNDS = Number(values.rounds);
+const USAGE = `Usage: npm run bench -- redis-lane [options]
+  --rates R1,R2,…     records/s to measure (default 1000,5000,20000)
+  --seconds S         seconds per rate (default 10; the first is warm-up)
+  --rounds N          rounds; figures are medians (default 3)
+  --no-baseline       skip the bare XREADGROUP baseline
+  --batch-count N, --block-ms N, --max-inflight N, --ack-interval N
+                      override the source's batch_count, block_ms, max_inflight_records, ack_interval_ms`;
+
+/** Prints what is wrong and the usage, and exits with status 2. */
+function usageError(problem: string): never {
+  console.error(`${problem}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+/** A non-negative integer option (positive unless `zero` is allowed). */
+function intOption(option: string, text: string, zero = false): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < (zero ? 0 : 1)) {
+    usageError(`--${option} must be a ${zero ? 'non-negative' : 'positive'} integer, got '${text}'`);
+  }
+  return n;
+}
+
+const options = {
+  rates: { type: 'string', default: '1000,5000,20000' },
+  seconds: { type: 'string', default: '10' },
+  rounds: { type: 'string', default: '3' },
+  'no-baseline': { type: 'boolean', default: false },
+  'batch-count': { type: 'string' },
+  'block-ms': { type: 'string' },
+  'max-inflight': { type: 'string' },
+  'ack-interval': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+let parsed: ReturnType<typeof parseArgs<{ options: typeof options }>>;
+try {
+  parsed = parseArgs({ options });
+} catch (err) {
+  usageError((err as Error).message);
+}
+const { values } = parsed;
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const RATES = values.rates.split(',').map((r) => intOption('rates', r));
+const SECONDS = intOption('seconds', values.seconds);
+const ROUNDS = intOption('rounds', values.rounds);
 const WARMUP_SECONDS = 1;
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
@@ -50,14 +83,15 @@ const run = Date.now().toString(36);
 const sourceOverrides = Object.fromEntries(
   (
     [
-      ['batch_count', values['batch-count']],
-      ['block_ms', values['block-ms']],
-      ['max_inflight_records', values['max-inflight']],
-      ['ack_interval_ms', values['ack-interval']],
+      ['batch_count', 'batch-count'],
+      ['block_ms', 'block-ms'],
+      ['max_inflight_records', 'max-inflight'],
+      ['ack_interval_ms', 'ack-interval'],
     ] as const
-  )
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => [k, Number(v)]),
+  ).flatMap(([key, flag]) => {
+    const text = values[flag];
+    return text === undefined ? [] : [[key, intOption(flag, text, key === 'ack_interval_ms')]];
+  }),
 );
 
 /** Wall-clock milliseconds with sub-millisecond resolution, as the producer stamps them. */

@@ -22,15 +22,42 @@ import { syntheticRecords } from '../src/sources/synthetic.js';
 import { resolveServiceEnv } from '../test/support/services.js';
 import { median, note, printFigures, round, withPeakMemory } from './_lib.js';
 
-const { values } = parseArgs({
-  options: {
-    rows: { type: 'string', default: '50000' },
-    rounds: { type: 'string', default: '3' },
-    only: { type: 'string' },
-  },
-});
-const ROWS = Number(values.rows);
-const ROUNDS = Number(values.rounds);
+const USAGE = `Usage: npm run bench -- sinks [--rows N] [--rounds R] [--only NAME,…]
+  --rows N      rows per measurement (default 50000; MongoDB at most 10000)
+  --rounds R    rounds; figures are medians (default 3)
+  --only NAMES  measure only these subjects, comma-separated (postgres_insert, clickhouse, …)`;
+
+/** Prints what is wrong and the usage, and exits with status 2. */
+function usageError(problem: string): never {
+  console.error(`${problem}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function positiveInt(option: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) usageError(`--${option} must be a positive integer, got '${text}'`);
+  return n;
+}
+
+let values: { rows: string; rounds: string; only?: string | undefined; help?: boolean | undefined };
+try {
+  ({ values } = parseArgs({
+    options: {
+      rows: { type: 'string', default: '50000' },
+      rounds: { type: 'string', default: '3' },
+      only: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  }));
+} catch (err) {
+  usageError((err as Error).message);
+}
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const ROWS = positiveInt('rows', values.rows);
+const ROUNDS = positiveInt('rounds', values.rounds);
 const BATCH_SIZES = [1000, 10_000];
 const env = resolveServiceEnv();
 const prefix = `bench_sinks_${process.pid}`;
@@ -109,7 +136,7 @@ const redisKeys = async (pattern: string) => {
   for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
 };
 
-const subjects: Subject[] = [
+const allSubjects: Subject[] = [
   postgres('copy'),
   postgres('insert'),
   postgresTenancy('row'),
@@ -169,7 +196,14 @@ const subjects: Subject[] = [
     },
     drop: () => redisKeys(`*${prefix}:stream*`),
   },
-].filter((s) => !values.only || values.only.split(',').includes(s.name));
+];
+const names = allSubjects.map((s) => s.name);
+const only = values.only?.split(',');
+const unknown = only?.filter((name) => !names.includes(name)) ?? [];
+if (unknown.length > 0) {
+  usageError(`--only: no subject ${unknown.map((n) => `'${n}'`).join(', ')}; subjects: ${names.join(', ')}`);
+}
+const subjects = only ? allSubjects.filter((s) => only.includes(s.name)) : allSubjects;
 
 /** N synthetic metric records with ids unique to the round (every measured write is a new row). */
 function records(round: number, n: number): FlotillaRecord[] {

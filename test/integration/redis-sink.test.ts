@@ -5,8 +5,8 @@ import { connectOrExplain, serviceUrl } from '../support/services.js';
 import { createSink, makeRecord } from '../support/sink-subjects.js';
 import { waitFor } from '../support/wait.js';
 
-// The modes the shared conformance suite does not cover (it runs set-as-hash and xadd).
-describe('redis sink: set as JSON string, publish', () => {
+// What the shared conformance suite does not cover (it runs set-as-hash without TTL, and xadd).
+describe('redis sink: set as JSON string, hash with TTL, publish', () => {
   let redis: Redis;
   const prefix = `redissink_${process.pid}`;
 
@@ -48,6 +48,38 @@ describe('redis sink: set as JSON string, publish', () => {
       const ttl = await redis.pttl(`${prefix}:latest:acme`);
       expect(ttl).toBeGreaterThan(50_000);
       expect(ttl).toBeLessThanOrEqual(60_000);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('sets hashes whose fields merge, with a TTL; refuses a key of another type without touching its TTL', async () => {
+    const key = (host: string) => `${prefix}:hash:${host}`;
+    await redis.set(key('taken'), 'a string', 'EX', 600);
+    const sink = await createSink(redisSink, {
+      kind: 'redis',
+      url: serviceUrl('REDIS_URL'),
+      key: `${prefix}:hash:{host}`,
+      as: 'hash',
+      ttl: 60,
+    });
+    try {
+      const rejected: string[] = [];
+      const reject = {
+        reject: (r: { id: string }, err: unknown) => rejected.push(`${r.id}: ${(err as Error).message}`),
+      };
+      await sink.write([makeRecord('h/1', { host: 'h1', cpu: 1, region: 'eu' })], reject);
+      await sink.write(
+        [makeRecord('h/2', { host: 'h1', cpu: 2 }), makeRecord('t/1', { host: 'taken', cpu: 3 })],
+        reject,
+      );
+      expect(rejected).toHaveLength(1);
+      expect(rejected[0]).toMatch(/^t\/1: .*WRONGTYPE/);
+      expect(await redis.hgetall(key('h1'))).toEqual({ id: 'h/2', host: 'h1', cpu: '2', region: 'eu' });
+      const ttl = await redis.pttl(key('h1'));
+      expect(ttl).toBeGreaterThan(50_000);
+      expect(ttl).toBeLessThanOrEqual(60_000);
+      expect(await redis.ttl(key('taken'))).toBeGreaterThan(60);
     } finally {
       await sink.close();
     }

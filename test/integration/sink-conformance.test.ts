@@ -1,7 +1,9 @@
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FlotillaRecord } from '../../src/core/record.js';
 import type { DatabaseSink } from '../../src/sinks/shared/database-sink.js';
 import { CircuitOpenError, SinkWriteError } from '../../src/sinks/shared/errors.js';
+import { writeTopology } from '../support/kafka.js';
 import { serviceUrl } from '../support/services.js';
 import {
   addressOf,
@@ -15,7 +17,9 @@ import {
   value,
   withAddress,
 } from '../support/sink-subjects.js';
+import { StreamInput, startWorker } from '../support/stream-input.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { waitFor } from '../support/wait.js';
 
 /** Writes like the worker does and returns what the sink rejected. */
 async function write(sink: DatabaseSink<unknown>, records: FlotillaRecord[]) {
@@ -37,6 +41,12 @@ const expected = (records: FlotillaRecord[]) =>
   sorted(records.map((r) => ({ id: r.id, n: (r.value as { n: number }).n })));
 
 const prefix = `sinkconf_${process.pid}`;
+
+let redis: Redis;
+beforeAll(() => {
+  redis = new Redis(serviceUrl('REDIS_URL'));
+});
+afterAll(() => redis.quit());
 
 describe.each(SINK_SUBJECTS)('sink conformance: %s', (name, makeSubject) => {
   let subject: KindedSubject;
@@ -137,6 +147,68 @@ describe.each(SINK_SUBJECTS)('sink conformance: %s', (name, makeSubject) => {
       expect(sorted(await subject.readBack())).toEqual(expected([...before, ...during]));
     } finally {
       await proxy.down();
+    }
+  });
+
+  it('in a worker: an outage mid-run holds reading within the in-flight bound and loses nothing; after the restart every record lands once, the refused one is dead-lettered', async () => {
+    const input = new StreamInput(redis, serviceUrl('REDIS_URL'), `${prefix}-in-${ids}`);
+    await input.drop();
+    const proxy = new TcpProxy(addressOf(url));
+    await proxy.up();
+    const maxInflight = 400;
+    const batchCount = 100;
+    const sink = {
+      ...subject.config(withAddress(url, proxy.address)),
+      name: 'under_test',
+      timeout: 1,
+      circuit: { failures: 2, cooldown: 0.3 },
+    };
+    const file = writeTopology(`name: ${prefix}-${ids}
+${input.topologyLines({ batch_count: batchCount, max_inflight_records: maxInflight, claim_idle_ms: 600_000 })}
+steps: [{ kind: decode, format: json }]
+sinks: [${JSON.stringify(sink)}]
+`);
+    const worker = await startWorker(file);
+    const records = (values: unknown[], entryIds: string[]) =>
+      values.map((v, i) => makeRecord(`${input.stream}/${entryIds[i]}`, v));
+    try {
+      const before = Array.from({ length: 200 }, (_, i) => value(i));
+      const beforeIds = await input.add([...before.slice(0, 100), BAD_VALUE, ...before.slice(100)]);
+      const [badId] = beforeIds.splice(100, 1);
+      await input.waitAcknowledged();
+
+      await proxy.down();
+      const during = Array.from({ length: 2000 }, (_, i) => value(200 + i));
+      const duringIds = await input.add(during);
+      await waitFor(
+        'the worker holding a full in-flight budget',
+        async () => (await input.pending()) >= maxInflight,
+      );
+      // Retries go on; reading does not: the rest stays in Redis, not in the worker's memory.
+      await new Promise((r) => setTimeout(r, 1000));
+      const pending = await input.pending();
+      expect(pending).toBeLessThan(maxInflight + batchCount);
+      expect(await input.unread()).toBe(during.length - pending);
+      expect(worker.parts.sinks[0]?.healthy?.()).toBe(false);
+
+      await proxy.up();
+      await input.waitAcknowledged(60_000);
+      expect(worker.parts.sinks[0]?.healthy?.()).toBe(true);
+      const landed = [...records(before, beforeIds), ...records(during, duringIds)];
+      expect(sorted(await subject.readBack())).toEqual(expected(landed));
+      const letters = await input.deadLetters();
+      expect(letters).toHaveLength(1);
+      expect(letters[0]).toMatchObject({
+        'flotilla.reason': 'sink',
+        'flotilla.step': 'under_test',
+        'flotilla.source.offset': badId,
+      });
+      expect(letters[0]?.['flotilla.error']).toMatch(subject.rejection);
+    } finally {
+      await proxy.up();
+      await worker.stop();
+      await proxy.down();
+      await input.drop();
     }
   });
 

@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { FlotillaRecord } from '../../src/core/record.js';
+import { registry } from '../../src/observability/metrics.js';
 import { classifyClickHouseError } from '../../src/sinks/clickhouse.js';
 import { classifyPostgresError } from '../../src/sinks/postgres.js';
 import { compileKeyTemplate } from '../../src/sinks/redis.js';
@@ -79,13 +80,30 @@ class FakeDriver implements SinkDriver<unknown> {
   async close() {}
 }
 
-function sinkOf(driver: FakeDriver, batch = {}, circuit = {}, lastPerIdOption = true) {
+function sinkOf(driver: FakeDriver, batch = {}, circuit = {}, lastPerIdOption = true, topology = 'unit') {
   return new DatabaseSink(
     driver,
     { batch: batchSchema.parse(batch), circuit: circuitSchema.parse(circuit), timeout: 1, name: 'fake' },
     { kind: 'fake', lastPerId: lastPerIdOption },
-    { topology: 'unit', group: 'unit', baseDir: '.', logger: pino({ level: 'silent' }) },
+    { topology, group: 'unit', baseDir: '.', logger: pino({ level: 'silent' }) },
   );
+}
+
+/**
+ * The values of a metric for one topology, as `name{label=value,…}` → value, without the labels
+ * every sink metric has (a histogram's values are named `_bucket`, `_sum`, `_count`).
+ */
+async function metricValues(name: string, topology: string): Promise<Record<string, number>> {
+  const values = (await registry.getSingleMetric(name)?.get())?.values ?? [];
+  const out: Record<string, number> = {};
+  for (const v of values) {
+    if (v.labels.topology !== topology) continue;
+    const extra = Object.entries(v.labels)
+      .filter(([k]) => !['topology', 'sink', 'kind', 'le'].includes(k))
+      .map(([k, x]) => `${k}=${x}`);
+    out[`${(v as { metricName?: string }).metricName ?? name}{${extra.join(',')}}`] = v.value;
+  }
+  return out;
 }
 
 async function write(sink: DatabaseSink<unknown>, rs: FlotillaRecord[]) {
@@ -165,6 +183,52 @@ describe('DatabaseSink', () => {
     await new Promise((r) => setTimeout(r, 60));
     expect(await write(sink, records(3))).toEqual([]);
     expect(sink.healthy()).toBe(true);
+  });
+
+  it('batches by time: writes arriving within batch.linger go to the database as one statement', async () => {
+    const driver = new FakeDriver();
+    const sink = sinkOf(driver, { linger: '40ms' });
+    const first = write(sink, records(3));
+    await new Promise((r) => setTimeout(r, 10));
+    const second = write(sink, [record('late', { n: 9 })]);
+    await Promise.all([first, second]);
+    expect(driver.statements).toEqual([4]);
+    // Without linger each write is its own statement.
+    const eager = new FakeDriver();
+    const unbatched = sinkOf(eager);
+    await Promise.all([write(unbatched, records(3)), write(unbatched, [record('late')])]);
+    expect(eager.statements).toEqual([3, 1]);
+  });
+
+  it('counts rows, bytes, statement latency, refused rows and errors by kind', async () => {
+    const topology = 'unit-metrics';
+    const driver = new FakeDriver();
+    driver.perRow = true;
+    const sink = sinkOf(driver, { max_rows: 4 }, { failures: 1, cooldown: 60 }, true, topology);
+    // 6 rows of {"n":i} (7 bytes) in two statements, one refused by the database.
+    expect(await write(sink, records(6, new Set([5])))).toEqual(['r5']);
+    driver.down = true;
+    await expect(write(sink, records(1))).rejects.toBeInstanceOf(SinkWriteError);
+    await expect(write(sink, records(1))).rejects.toBeInstanceOf(CircuitOpenError);
+    expect(await metricValues('flotilla_sink_rows_written_total', topology)).toEqual({
+      'flotilla_sink_rows_written_total{}': 5,
+    });
+    expect(await metricValues('flotilla_sink_bytes_written_total', topology)).toEqual({
+      'flotilla_sink_bytes_written_total{}': 35,
+    });
+    expect(await metricValues('flotilla_sink_rows_rejected_total', topology)).toEqual({
+      'flotilla_sink_rows_rejected_total{}': 1,
+    });
+    const latency = await metricValues('flotilla_sink_statement_seconds', topology);
+    expect(latency['flotilla_sink_statement_seconds_count{}']).toBe(2);
+    expect(await metricValues('flotilla_sink_statement_errors_total', topology)).toEqual({
+      'flotilla_sink_statement_errors_total{error=row}': 1,
+      'flotilla_sink_statement_errors_total{error=connection}': 1,
+      'flotilla_sink_statement_errors_total{error=circuit_open}': 1,
+    });
+    expect(await metricValues('flotilla_sink_circuit_state', topology)).toEqual({
+      'flotilla_sink_circuit_state{}': 2,
+    });
   });
 
   it('wraps a retriable error with the sink name and kind', async () => {
