@@ -158,6 +158,13 @@ export function connectAdmin(kafka: Kafka): Promise<Admin> {
   });
 }
 
+/** A failed test's worker logs, whole, in one file per worker: the evidence a flaky failure leaves. */
+function keepWorkerLogs(testName: string, workers: WorkerProcess[]): void {
+  const dir = mkdtempSync(path.join(tmpdir(), 'flotilla-failed-'));
+  workers.forEach((w, i) => writeFileSync(path.join(dir, `worker-${i}.log`), w.logs()));
+  console.error(`[${testName}] the logs of its ${workers.length} worker(s) are in ${dir}`);
+}
+
 export interface KafkaTestContext {
   kafka: Kafka;
   admin: Admin;
@@ -183,11 +190,13 @@ export function useKafka(): KafkaTestContext {
     ctx.kafka = testKafka();
     ctx.admin = await connectAdmin(ctx.kafka);
   });
-  afterEach(async () => {
-    for (const w of workers.splice(0)) {
+  afterEach(async (test) => {
+    const started = workers.splice(0);
+    for (const w of started) {
       if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
       await w.exited;
     }
+    if (test.task.result?.state === 'fail' && started.length > 0) keepWorkerLogs(test.task.name, started);
   });
   afterAll(async () => {
     await ctx.admin?.disconnect();
