@@ -182,10 +182,17 @@ function problemMessage(
       const unit = issue.origin === 'string' ? 'characters' : 'items';
       return { message: `expected ${small ? 'at least' : 'at most'} ${String(bound)} ${unit}` };
     }
-    case 'invalid_format':
-      return {
-        message: `expected ${issue.format === 'datetime' ? 'an ISO-8601 time such as 2026-01-01T00:00:00Z' : `a ${issue.format}`}, found ${describe(found)}`,
-      };
+    case 'invalid_format': {
+      // A pattern's own message says what is allowed (e.g. 'letters, digits and _'); zod's
+      // default one only names the format.
+      const wanted =
+        issue.format === 'datetime'
+          ? 'an ISO-8601 time such as 2026-01-01T00:00:00Z'
+          : issue.format === 'regex' && !issue.message.startsWith('Invalid')
+            ? issue.message
+            : `a ${issue.format}`;
+      return { message: `expected ${wanted}, found ${describe(found)}` };
+    }
     default:
       return { message: issue.message };
   }

@@ -96,6 +96,13 @@ describe('topology validation', () => {
       ],
     ],
     [
+      'a name that does not match its pattern, with what is allowed',
+      valid.replace('name: t', 'name: "my topology"'),
+      [
+        'topo.yaml:1:7: name: expected letters, digits, ".", "_" and "-", starting with a letter or digit, found \'my topology\'',
+      ],
+    ],
+    [
       'a number out of range',
       valid.replace('topic: in', 'topic: in\n  partitions: 0'),
       ['topo.yaml:5:15: source.partitions: expected a number >= 1, found number 0'],

@@ -32,7 +32,7 @@ export function compileFieldPath(text: string): FieldPath {
 /** A field path in YAML, checked at load time. */
 export const fieldPathSchema = z
   .string()
-  .regex(/^[^.\s]+(\.[^.\s]+)*$/, 'expected a field path such as ts or payload.user.id')
+  .regex(/^[^.\s]+(\.[^.\s]+)*$/, 'a field path such as ts or payload.user.id')
   .transform((text, ctx) => {
     const forbidden = text.split('.').find((s) => FORBIDDEN_KEYS.has(s));
     if (forbidden !== undefined) {

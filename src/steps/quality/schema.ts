@@ -107,7 +107,7 @@ const patternRule = z
       .describe('JavaScript regular expression, unanchored (use ^ and $ to match the whole string).'),
     flags: z
       .string()
-      .regex(/^[imsu]*$/, "expected flags from 'imsu'")
+      .regex(/^[imsu]*$/, "flags from 'imsu'")
       .default('')
       .describe('Regular-expression flags from imsu.'),
     ...common,
