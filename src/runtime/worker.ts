@@ -34,6 +34,22 @@ import { retryUntilStopped } from './retry.js';
 import { isSnapshottingStep, SnapshotState } from './snapshot-state.js';
 import { latestPerKey, MemoryStateStore } from './state-store.js';
 
+/**
+ * How long one sink's outage may hold a partition when the topology has other sinks: they must
+ * not wait forever, and a quarter of an hour rides out a restart or a failover.
+ */
+const DEFAULT_GIVE_UP_AFTER_MS = 15 * 60_000;
+
+/** Per sink, how long its outage may hold a partition (ms), or undefined: as long as it takes. */
+export function giveUpAfterOf(
+  sinks: readonly { give_up_after?: number | 'never' }[],
+): (number | undefined)[] {
+  return sinks.map(({ give_up_after: after }) => {
+    if (after === 'never') return undefined;
+    return after ?? (sinks.length > 1 ? DEFAULT_GIVE_UP_AFTER_MS : undefined);
+  });
+}
+
 /** A sink retried past its `give_up_after`. */
 class SinkGaveUp extends Error {
   constructor(readonly reason: unknown) {
@@ -185,7 +201,7 @@ export class Worker {
       const when = (s as { when?: CompiledExpression }).when;
       return when ? (r: FlotillaRecord) => when.test(scopeOf(r)) : () => true;
     });
-    this.giveUpAfter = topology.config.sinks.map((s) => (s as { give_up_after?: number }).give_up_after);
+    this.giveUpAfter = giveUpAfterOf(topology.config.sinks);
   }
 
   /** State belongs to the consumer group's progress: one changelog per group and step. */

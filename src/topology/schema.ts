@@ -3,7 +3,7 @@ import { sinkKinds } from '../sinks/index.js';
 import { sourceKinds } from '../sources/index.js';
 import { expressionSchema } from '../steps/expression-step.js';
 import { stepKinds } from '../steps/index.js';
-import { durationSchema } from '../util/duration.js';
+import { durationOrNeverSchema } from '../util/duration.js';
 
 type Kinds = readonly { schema: z.ZodObject }[];
 // A discriminated union of every registered kind: YAML errors name the kinds there are.
@@ -22,10 +22,10 @@ const routedSinks = sinkKinds.map((k) => ({
     when: expressionSchema
       .optional()
       .describe('Only records for which this holds go to the sink, e.g. value.is_anomaly (default: all).'),
-    give_up_after: durationSchema
+    give_up_after: durationOrNeverSchema
       .optional()
       .describe(
-        "After retrying a batch this long, dead-letter it for this sink (reason 'sink_unavailable') so the other sinks and the partition move on; default: wait as long as it takes.",
+        "After retrying a batch this long, dead-letter it for this sink (reason 'sink_unavailable') so the other sinks and the partition move on; 'never' waits as long as it takes. Default: 15m when the topology has several sinks, so one sink's outage cannot hold the others forever; 'never' with one sink.",
       ),
   }),
 }));

@@ -28,13 +28,24 @@ export function parseDuration(input: string | number): number {
   return Math.round(ms);
 }
 
-/** A duration in YAML (number of ms or '30s'-style string), validated and turned into milliseconds. */
-export const durationSchema = z.union([z.number(), z.string()]).transform((value, ctx) => {
+function durationIssue(value: string | number, ctx: z.RefinementCtx, also = ''): number {
   try {
     return parseDuration(value);
   } catch (err) {
     if (!(err instanceof DurationError)) throw err;
-    ctx.addIssue({ code: 'custom', message: err.message });
+    ctx.addIssue({ code: 'custom', message: `${err.message}${also}` });
     return z.NEVER;
   }
-});
+}
+
+/** A duration in YAML (number of ms or '30s'-style string), validated and turned into milliseconds. */
+export const durationSchema = z
+  .union([z.number(), z.string()])
+  .transform((value, ctx) => durationIssue(value, ctx));
+
+/** A duration, or 'never' (kept as is): a bound that can be switched off. */
+export const durationOrNeverSchema = z
+  .union([z.number(), z.string()])
+  .transform((value, ctx) =>
+    value === 'never' ? ('never' as const) : durationIssue(value, ctx, ", or 'never'"),
+  );

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/core/errors.js';
-import { buildParts } from '../../src/runtime/worker.js';
+import { buildParts, giveUpAfterOf } from '../../src/runtime/worker.js';
 import { embeddedLog } from '../../src/sources/embedded-log.js';
 import { loadTopology } from '../../src/topology/load.js';
 import { silentLogger as logger, runToEnd, topologyFile } from '../support/embedded.js';
@@ -99,5 +99,14 @@ dead_letter: { topic: give-up.dlq }
     });
     expect(dead[0]?.headers['flotilla.error']).toMatch(/ENOTDIR|EEXIST|not a directory/i);
     expect(embeddedLog.committedOffset('flotilla-give-up', 'in-give-up', 0)).toBe(20);
+  });
+
+  it('bounds one sink outage by default only when other sinks wait on it; never opts out', () => {
+    expect(giveUpAfterOf([{}])).toEqual([undefined]);
+    expect(giveUpAfterOf([{}, { give_up_after: 1000 }, { give_up_after: 'never' }])).toEqual([
+      15 * 60_000,
+      1000,
+      undefined,
+    ]);
   });
 });
