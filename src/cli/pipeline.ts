@@ -133,15 +133,19 @@ async function withPipelines<T>(work: (p: Pipelines) => Promise<T>): Promise<T> 
   }
 }
 
+async function warnWithoutWorkers(pipelines: Pipelines): Promise<void> {
+  if ((await pipelines.workerCount()) === 0) {
+    console.error("no worker is connected: the run waits until 'flotilla jobs' runs");
+  }
+}
+
 async function runPipeline(file: string, values: Record<string, unknown>): Promise<number> {
   const pipeline = loadPipeline(file);
   const params = parseParamArgs((values.param as string[] | undefined) ?? []);
   return withPipelines(async (pipelines) => {
     const runId = await pipelines.start(pipeline, params, { runId: values['run-id'] as string | undefined });
     console.log(`run ${runId} started (${pipeline.order.length} tasks)`);
-    if ((await pipelines.workerCount()) === 0) {
-      console.error("no worker is connected: the run waits until 'flotilla jobs' runs");
-    }
+    await warnWithoutWorkers(pipelines);
     if (!values.wait) return 0;
     const status = await waitForRun(pipelines, runId);
     console.log(formatStatus(status));
@@ -176,6 +180,7 @@ async function showStatus(runId: string | undefined, wait: boolean): Promise<num
       return 1;
     }
     console.log(formatStatus(status));
+    if (status.state === 'running') await warnWithoutWorkers(pipelines);
     return status.state === 'failed' ? 1 : 0;
   });
 }

@@ -155,12 +155,34 @@ async function* clickhouseRows(
   }
 }
 
+const INT8_OID = 20;
+
+/**
+ * pg's type parsers, except that a bigint (`count(*)`, epoch ms, `bigint` columns) becomes a
+ * number when it is exact as one — as ClickHouse's 64-bit integers do — instead of a string that
+ * window times and numeric rules would refuse. Beyond 2^53 it stays a string.
+ */
+const extractTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+    if (oid === INT8_OID && format !== 'binary') {
+      return (text: string) => {
+        const n = Number(text);
+        return Number.isSafeInteger(n) ? n : text;
+      };
+    }
+    return pg.types.getTypeParser(oid, format);
+  }) as pg.CustomTypesConfig['getTypeParser'],
+};
+
 /** Rows through a cursor: memory holds one page, whatever the query returns. */
 async function* postgresRows(
   source: Extract<Source, { kind: 'postgres' }>,
   params: Record<string, ParamValue>,
 ): AsyncGenerator<Record<string, unknown>[]> {
-  const client = new pg.Client({ connectionString: requireUrl(source.url, 'PG_URL') });
+  const client = new pg.Client({
+    connectionString: requireUrl(source.url, 'PG_URL'),
+    types: extractTypes,
+  });
   client.on('error', () => {});
   await client.connect();
   try {

@@ -108,7 +108,8 @@ export class ModelRegistry {
   /**
    * Writes a new version and makes it current, in one transaction, then announces it. With a
    * `source.run`, a version already published by that run is returned instead (a retrain task
-   * that ran again after a crash publishes once).
+   * that ran again after a crash publishes once). Parameters that do not validate (non-finite
+   * numbers, unknown options) throw InvalidModelError and write nothing: the current version stays.
    */
   async publish(name: string, model: NewModelVersion): Promise<number> {
     await this.init();
@@ -158,6 +159,8 @@ export class ModelRegistry {
         page = [];
       };
       for (const [series, parameters] of model.series) {
+        // A version that would be refused by every watcher is refused here: the current one stays.
+        validateParameters(series, parameters);
         page.push({ series, parameters });
         count++;
         if (page.length >= SERIES_PER_STATEMENT) await flush();
@@ -242,6 +245,26 @@ export class ModelRegistry {
         current: r.current === true,
       }),
     );
+  }
+
+  /** The first `limit` series keys of a version, in key order. */
+  async seriesKeys(name: string, version: number, limit: number): Promise<string[]> {
+    await this.init();
+    const res = await this.pool.query(
+      `SELECT series FROM ${this.t('model_series')} WHERE name = $1 AND version = $2 ORDER BY series LIMIT $3`,
+      [name, version, limit],
+    );
+    return res.rows.map((r) => r.series as string);
+  }
+
+  /** The stored parameters of one series of a version (undefined: the version has no such series). */
+  async seriesParameters(name: string, version: number, series: string): Promise<unknown> {
+    await this.init();
+    const res = await this.pool.query(
+      `SELECT parameters FROM ${this.t('model_series')} WHERE name = $1 AND version = $2 AND series = $3`,
+      [name, version, series],
+    );
+    return res.rows[0]?.parameters;
   }
 
   /** Parameters of every series of a version, validated; throws InvalidModelError naming the series at fault. */

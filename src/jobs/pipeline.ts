@@ -7,6 +7,7 @@ import { type Locator, parseAndLocate } from '../topology/validate.js';
 import { didYouMean } from '../util/suggest.js';
 import { type FlowTree, findCycle, flowTree, topologicalOrder } from './dag.js';
 import {
+  nameProblem,
   type ParamValue,
   type PipelineConfig,
   PLACEHOLDER,
@@ -61,6 +62,8 @@ export function parsePipeline(
 
   const names = Object.keys(config.tasks);
   for (const [name, task] of Object.entries(config.tasks)) {
+    const badName = nameProblem(name);
+    if (badName) problem(['tasks'], `task name: ${badName}`, name);
     task.needs.forEach((need, i) => {
       if (need === name) problem(['tasks', name, 'needs', i], `task '${name}' cannot need itself`);
       else if (!(need in config.tasks))

@@ -15,8 +15,8 @@ import type { Logger } from '../observability/logger.js';
 import type { JobsConfig } from './config.js';
 import { runExtract } from './extract.js';
 import { jobMetrics } from './metrics.js';
-import { ModelRegistry } from './model-registry.js';
-import { type LoadedPipeline, parsePipeline, resolveParams } from './pipeline.js';
+import { InvalidModelError, ModelRegistry } from './model-registry.js';
+import { type LoadedPipeline, PipelineParamError, parsePipeline, resolveParams } from './pipeline.js';
 import { type ParamValue, producesRecords, type TaskConfig } from './pipeline-schema.js';
 import { runRetrain } from './retrain.js';
 import { JobsStore, type RunRecord, type TaskOutput, type TaskRecord } from './store.js';
@@ -32,6 +32,9 @@ const NEED_POLL_MS = 1_000;
 /** Finished jobs stay in Redis this long for `pipeline status`; PostgreSQL keeps the runs after that. */
 const KEEP_COMPLETED_S = 7 * 86_400;
 const KEEP_FAILED_S = 30 * 86_400;
+
+/** A run id given by the caller: it becomes part of BullMQ job ids (no ':', Redis' key separator). */
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** The BullMQ job id of a task of a run: pipeline, run and task, so adding it twice adds it once. */
 export function taskJobId(runId: string, task: string): string {
@@ -130,8 +133,13 @@ export class Pipelines {
   ): Promise<string> {
     const { config, tree } = pipeline;
     const params = resolveParams(config, given);
+    if (options.runId !== undefined && !RUN_ID.test(options.runId)) {
+      throw new PipelineParamError(
+        `run id '${options.runId}': expected up to 128 letters, digits, ".", "_" and "-", starting with a letter or digit`,
+      );
+    }
     const runId = options.runId ?? newRunId(config.name);
-    await this.store.createRun({
+    const created = await this.store.createRun({
       runId,
       pipeline: config.name,
       file: pipeline.file,
@@ -139,6 +147,15 @@ export class Pipelines {
       params,
       trigger: options.trigger ?? 'manual',
     });
+    if (!created) {
+      // Job ids are run + task: another pipeline's run of that id would be taken for this one.
+      const existing = await this.store.run(runId);
+      if (existing && existing.pipeline !== config.name) {
+        throw new PipelineParamError(
+          `run id '${runId}' is taken by a run of pipeline '${existing.pipeline}'; choose another --run-id`,
+        );
+      }
+    }
     const node = (task: string): FlowJob => {
       const t = config.tasks[task] as TaskConfig;
       return {
@@ -476,7 +493,9 @@ function isPermanent(err: unknown): boolean {
     err instanceof UnrecoverableError ||
     err instanceof TaskConfigError ||
     err instanceof ConfigError ||
-    err instanceof ComponentConfigError
+    err instanceof ComponentConfigError ||
+    // A fit that produced an invalid model produces it again from the same history.
+    err instanceof InvalidModelError
   );
 }
 

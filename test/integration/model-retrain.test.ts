@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StepContext } from '../../src/core/component.js';
 import type { FlotillaRecord } from '../../src/core/record.js';
 import { jobMetrics } from '../../src/jobs/metrics.js';
-import { ModelRegistry, ModelWatcher } from '../../src/jobs/model-registry.js';
+import { InvalidModelError, ModelRegistry, ModelWatcher } from '../../src/jobs/model-registry.js';
 import { loadPipeline } from '../../src/jobs/pipeline.js';
 import { Pipelines, PipelineWorkers } from '../../src/jobs/runner.js';
 import { seededRandom } from '../../src/sources/synthetic.js';
@@ -213,9 +213,19 @@ tasks:
     );
     expect(scoreWeb(DAYS).normal.expected).toBeCloseTo(150, -1);
 
-    // Valid JSON, but a seasonal state of 5 slots where the step has 24: refused, version 1 stays.
     const v1 = await registry.load(model, 1);
-    const web = structuredClone(v1.get('["web"]') as ModelParameters);
+    // Parameters that do not validate (a non-finite number) are refused when published: nothing
+    // is written, no version number is used, and version 1 stays current.
+    const trained = v1.get('["web"]') as ModelParameters;
+    const nonFinite = { ...trained, state: { ...trained.state, latest: Number.NaN } } as ModelParameters;
+    const publishing = registry.publish(model, { ...empty, series: [['["web"]', nonFinite]] });
+    await expect(publishing).rejects.toThrow(InvalidModelError);
+    await expect(publishing).rejects.toThrow(/series \["web"\]: state\.latest/);
+    expect(await registry.current(model)).toBe(1);
+    expect((await registry.versions(model)).map((v) => v.version)).toEqual([2, 1]);
+
+    // Valid JSON, but a seasonal state of 5 slots where the step has 24: refused, version 1 stays.
+    const web = structuredClone(trained);
     const member = web.state?.members[0]?.model as { count: number[]; mean: number[]; variance: number[] };
     for (const k of ['count', 'mean', 'variance'] as const) member[k] = member[k].slice(0, 5);
     const refusedBefore = await gauge('modelLoads', { model, outcome: 'refused' });

@@ -1,9 +1,11 @@
 import { type ClickHouseClient, createClient } from '@clickhouse/client';
+import { Job } from 'bullmq';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatStatus } from '../../src/cli/pipeline.js';
 import { loadPipeline } from '../../src/jobs/pipeline.js';
-import { Pipelines, PipelineWorkers, type RunStatus } from '../../src/jobs/runner.js';
+import { Pipelines, PipelineWorkers, type RunStatus, taskJobId } from '../../src/jobs/runner.js';
 import { PipelineScheduler } from '../../src/jobs/scheduler.js';
 import { createTopic, produce, testKafka, unique } from '../support/kafka.js';
 import { dropJobsState, runOutcome, testJobsConfig, writePipeline } from '../support/pipelines.js';
@@ -13,6 +15,8 @@ import { waitFor } from '../support/wait.js';
 const id = process.pid;
 const source = `it_pipe_src_${id}`;
 const target = `it_pipe_out_${id}`;
+/** One row per row the load writes to `target` (an upsert that changes nothing counts too). */
+const targetWrites = `it_pipe_out_writes_${id}`;
 const diamondTarget = `it_pipe_diamond_${id}`;
 const ignoredTarget = `it_pipe_ignored_${id}`;
 const kafkaTarget = `it_pipe_kafka_${id}`;
@@ -46,8 +50,15 @@ describe('pipeline runs on BullMQ (Redis, PostgreSQL, ClickHouse)', () => {
         n,
       })),
     });
-    for (const t of [target, diamondTarget, ignoredTarget, kafkaTarget])
+    for (const t of [target, targetWrites, diamondTarget, ignoredTarget, kafkaTarget])
       await pool.query(`DROP TABLE IF EXISTS ${t}`);
+    await pool.query(`CREATE TABLE ${target} (id text PRIMARY KEY, tenant text, n integer, twice integer)`);
+    await pool.query(`CREATE TABLE ${targetWrites} (id text)`);
+    await pool.query(`CREATE OR REPLACE FUNCTION ${targetWrites}() RETURNS trigger AS $$
+      BEGIN INSERT INTO ${targetWrites} VALUES (NEW.id); RETURN NEW; END $$ LANGUAGE plpgsql`);
+    await pool.query(
+      `CREATE TRIGGER ${targetWrites} BEFORE INSERT ON ${target} FOR EACH ROW EXECUTE PROCEDURE ${targetWrites}()`,
+    );
     workers = new PipelineWorkers(config, { concurrency: 3, logger: pino({ level: 'silent' }) });
     await workers.start();
     pipelines = new Pipelines(config);
@@ -58,8 +69,9 @@ describe('pipeline runs on BullMQ (Redis, PostgreSQL, ClickHouse)', () => {
     await pipelines?.close();
     await dropJobsState(config);
     await clickhouse?.command({ query: `DROP TABLE IF EXISTS ${source}` });
-    for (const t of [target, diamondTarget, ignoredTarget, kafkaTarget])
+    for (const t of [target, targetWrites, diamondTarget, ignoredTarget, kafkaTarget])
       await pool?.query(`DROP TABLE IF EXISTS ${t}`);
+    await pool?.query(`DROP FUNCTION IF EXISTS ${targetWrites}()`);
     await clickhouse?.close();
     await pool?.end();
   });
@@ -112,8 +124,19 @@ tasks:
     expect(t.load?.startedAt?.getTime()).toBeGreaterThanOrEqual(t.clean?.finishedAt?.getTime() as number);
 
     expect(await count(target)).toBe(250);
+    // Loaded once: each record was written once (the table's key alone would hide a second write).
+    expect(await count(targetWrites)).toBe(250);
     const { rows } = await pool.query(`SELECT id, tenant, n, twice FROM ${target} WHERE id = 'r0042'`);
     expect(rows).toEqual([{ id: 'r0042', tenant: 't0', n: 42, twice: 84 }]);
+    // Redis carries references, not records: job data names the run and task, results a staging table.
+    const extractJob = await Job.fromId(pipelines.queue, taskJobId(runId, 'extract'));
+    expect(extractJob?.data).toEqual({ runId, task: 'extract' });
+    expect(extractJob?.returnvalue).toEqual({
+      table: expect.stringMatching(/^stage_[0-9a-f]{24}$/),
+      rows: 500,
+    });
+    const loadJob = await Job.fromId(pipelines.queue, taskJobId(runId, 'load'));
+    expect(JSON.stringify(loadJob?.returnvalue).length).toBeLessThan(200);
     // The staging tables of a completed run are dropped.
     const staged = await pool.query(
       `SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = $1 AND table_name LIKE 'stage_%'`,
@@ -126,20 +149,34 @@ tasks:
     await new Promise((r) => setTimeout(r, 1500));
     const again = (await pipelines.status(runId)) as RunStatus;
     expect(again.tasks.map((x) => x.attempts)).toEqual([1, 1, 1]);
+    expect(await count(targetWrites)).toBe(250);
+    // A run id names one run of one pipeline: another pipeline cannot take it over.
+    const other = loadPipeline(
+      writePipeline(`name: it-other
+tasks:
+  x: { kind: extract, source: { kind: postgres, query: "SELECT 1" } }
+`),
+    );
+    await expect(pipelines.start(other, {}, { runId })).rejects.toThrow(
+      `run id '${runId}' is taken by a run of pipeline 'it-three'`,
+    );
+    await expect(pipelines.start(other, {}, { runId: 'a:b' })).rejects.toThrow(/run id 'a:b': expected/);
 
     // A new run over the same rows upserts the same ids: still 250 rows.
     const second = await runOutcome(pipelines, await pipelines.start(pipeline, { min: '0' }));
     expect(second.state).toBe('completed');
     expect(await count(target)).toBe(250);
+    expect(await count(targetWrites)).toBe(500);
   });
 
   it('runs a diamond: a need shared by two tasks runs once and both wait for it', async () => {
+    // n is a bigint: it must reach the filters as a number (pg's default is a string, which `%` refuses).
     const pipeline = loadPipeline(
       writePipeline(`name: it-diamond
 tasks:
   numbers:
     kind: extract
-    source: { kind: postgres, url: "\${PG_URL}", query: "SELECT g AS n FROM generate_series(1, 100) g" }
+    source: { kind: postgres, url: "\${PG_URL}", query: "SELECT g::bigint AS n FROM generate_series(1, 100) g" }
     id: string(value.n)
   evens:
     kind: transform
@@ -197,6 +234,18 @@ tasks:
     });
     // Backoff: 100 ms, then 200 ms.
     expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    // What `flotilla pipeline status RUN` prints: the run's error, then each task's state and error.
+    const shown = formatStatus(status).split('\n');
+    expect(shown[0]).toMatch(/^run it-failing-\S+ {2}pipeline it-failing {2}failed {2}\(manual\)$/);
+    expect(shown).toContain(`error: task 'extract' failed: relation "no_such_table_${id}" does not exist`);
+    expect(shown).toContainEqual(
+      expect.stringMatching(
+        /^extract +extract +failed +3 +\S+ \S+ +\d+\.\ds +relation "no_such_table_\d+" does not exist$/,
+      ),
+    );
+    expect(shown).toContainEqual(
+      expect.stringMatching(/^load +load +failed +not run: it needs 'extract', which failed$/),
+    );
   });
 
   it('ignores a failed task declared on_failure: ignore; its dependents run without its records', async () => {

@@ -107,6 +107,25 @@ describe('pipeline validation', () => {
     );
   });
 
+  it('says what a pipeline or task name may be, at the name', () => {
+    expect(
+      problems(`name: daily run
+tasks:
+  9x: { kind: extract, source: { kind: postgres, query: "SELECT 1" } }
+`),
+    ).toEqual([
+      `p.yaml:1:7: name: expected letters, digits, "_" and "-", starting with a letter, found 'daily run'`,
+    ]);
+    expect(
+      problems(`name: daily
+tasks:
+  9x: { kind: extract, source: { kind: postgres, query: "SELECT 1" } }
+`),
+    ).toEqual([
+      `p.yaml:3:3: tasks.9x: task name: expected letters, digits, "_" and "-", starting with a letter, found '9x'`,
+    ]);
+  });
+
   it('resolves parameters: defaults, overrides, unknown and missing ones', () => {
     const p = parsePipeline(
       `name: p
