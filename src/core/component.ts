@@ -73,6 +73,11 @@ export interface Step {
   readonly name: string;
   /** Processes one batch of one partition, in order, and returns what flows on. */
   process(records: FlotillaRecord[], ctx: StepContext): FlotillaRecord[] | Promise<FlotillaRecord[]>;
+  /**
+   * The input has ended for good (a pipeline task read its last page; never on a stream): emit
+   * what the step still holds open, e.g. windows whose end no later record will pass.
+   */
+  finish?(): FlotillaRecord[];
   close?(): Promise<void>;
 }
 
@@ -92,6 +97,13 @@ export interface Sink {
   write(records: FlotillaRecord[], ctx: SinkContext): Promise<void>;
   /** False while the sink cannot write (e.g. circuit open); `/ready` reports it. */
   healthy?(): boolean;
+  /**
+   * A cheap round trip to the service (SELECT 1, PING), called every few seconds while the worker
+   * runs, one call at a time: the next waits until this one settles, so it must settle soon after
+   * `signal` aborts. Throws a typed error naming the service when it does not answer. A sink with
+   * `healthy()` makes it false after a failed check, until a later check or write succeeds.
+   */
+  check?(signal?: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }
 

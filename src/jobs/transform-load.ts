@@ -34,23 +34,35 @@ async function create<T>(
 export const runTransform: TaskExecutor<TransformTaskConfig> = async (config, ctx): Promise<TaskOutput> => {
   const steps = await Promise.all(config.steps.map((s) => create<Step>(stepKinds, s, ctx)));
   const writer = await ctx.store.openStaging(ctx.runId, ctx.task);
+  const contexts = steps.map(
+    (step): StepContext => ({
+      topic: `${ctx.pipeline.config.name}.${ctx.task}`,
+      partition: 0,
+      deadLetter: (record, reason, error) => ctx.deadLetters.add(record, step.name, reason, error),
+    }),
+  );
+  /** Runs records through the steps from `first` on. */
+  const through = async (records: FlotillaRecord[], first: number) => {
+    for (let i = first; i < steps.length && records.length > 0; i++) {
+      records = await (steps[i] as Step).process(records, contexts[i] as StepContext);
+    }
+    return records;
+  };
   let read = 0;
   try {
     for await (const page of readInputs(ctx)) {
-      let records: FlotillaRecord[] = page;
-      for (const step of steps) {
-        const stepContext: StepContext = {
-          topic: `${ctx.pipeline.config.name}.${ctx.task}`,
-          partition: 0,
-          deadLetter: (record, reason, error) => ctx.deadLetters.add(record, step.name, reason, error),
-        };
-        records = await step.process(records, stepContext);
-      }
-      await writer.write(records);
+      await writer.write(await through(page, 0));
       await ctx.deadLetters.flush();
       read += page.length;
       ctx.progress(read);
     }
+    // The input is read to its end: what steps still hold open (windows) comes out now and
+    // flows through the steps after them, which may hold some of it in turn.
+    for (let i = 0; i < steps.length; i++) {
+      const held = (steps[i] as Step).finish?.() ?? [];
+      if (held.length > 0) await writer.write(await through(held, i + 1));
+    }
+    await ctx.deadLetters.flush();
   } finally {
     await Promise.all(steps.map((s) => s.close?.()));
   }

@@ -20,6 +20,7 @@ const targetWrites = `it_pipe_out_writes_${id}`;
 const diamondTarget = `it_pipe_diamond_${id}`;
 const ignoredTarget = `it_pipe_ignored_${id}`;
 const kafkaTarget = `it_pipe_kafka_${id}`;
+const windowTarget = `it_pipe_window_${id}`;
 
 const byTask = (s: RunStatus) => Object.fromEntries(s.tasks.map((t) => [t.task, t]));
 
@@ -50,7 +51,7 @@ describe('pipeline runs on BullMQ (Redis, PostgreSQL, ClickHouse)', () => {
         n,
       })),
     });
-    for (const t of [target, targetWrites, diamondTarget, ignoredTarget, kafkaTarget])
+    for (const t of [target, targetWrites, diamondTarget, ignoredTarget, kafkaTarget, windowTarget])
       await pool.query(`DROP TABLE IF EXISTS ${t}`);
     await pool.query(`CREATE TABLE ${target} (id text PRIMARY KEY, tenant text, n integer, twice integer)`);
     await pool.query(`CREATE TABLE ${targetWrites} (id text)`);
@@ -69,7 +70,7 @@ describe('pipeline runs on BullMQ (Redis, PostgreSQL, ClickHouse)', () => {
     await pipelines?.close();
     await dropJobsState(config);
     await clickhouse?.command({ query: `DROP TABLE IF EXISTS ${source}` });
-    for (const t of [target, targetWrites, diamondTarget, ignoredTarget, kafkaTarget])
+    for (const t of [target, targetWrites, diamondTarget, ignoredTarget, kafkaTarget, windowTarget])
       await pool?.query(`DROP TABLE IF EXISTS ${t}`);
     await pool?.query(`DROP FUNCTION IF EXISTS ${targetWrites}()`);
     await clickhouse?.close();
@@ -203,6 +204,40 @@ tasks:
       expect(t[name]?.output?.rows).toBe(50);
     }
     expect(await count(diamondTarget)).toBe(100);
+  });
+
+  it("closes every window at the end of a transform's input, the last one included", async () => {
+    // Ten minutes of one record per second: ten one-minute windows of 60 records each. The last
+    // window's end is never passed by a record; the end of the input closes it.
+    const pipeline = loadPipeline(
+      writePipeline(`name: it-window
+tasks:
+  seconds:
+    kind: extract
+    source:
+      kind: postgres
+      url: "\${PG_URL}"
+      query: "SELECT g::bigint AS n, (1767225600000 + g * 1000)::bigint AS ts FROM generate_series(0, 599) g"
+    id: string(value.n)
+  minutes:
+    kind: transform
+    needs: [seconds]
+    steps:
+      - { kind: window, type: tumbling, size: 1m, grace: 1m, time: { field: ts }, aggregates: { total: { op: sum, field: n } } }
+  load:
+    kind: load
+    needs: [minutes]
+    sink: { kind: postgres, url: "\${PG_URL}", table: ${windowTarget}, columns: { window_start: window_start, count: count, total: total }, create_table: { columns: { window_start: bigint, count: integer, total: bigint } } }
+`),
+    );
+    const status = await runOutcome(pipelines, await pipelines.start(pipeline));
+    expect(status.state).toBe('completed');
+    const { rows } = await pool.query(
+      `SELECT window_start, count, total FROM ${windowTarget} ORDER BY window_start`,
+    );
+    expect(
+      rows.map((r) => [(Number(r.window_start) - 1767225600000) / 60_000, r.count, Number(r.total)]),
+    ).toEqual(Array.from({ length: 10 }, (_, m) => [m, 60, 60 * (60 * m) + (59 * 60) / 2]));
   });
 
   it('retries a failing task with backoff, then fails the run with a clear status', async () => {

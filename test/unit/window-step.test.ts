@@ -266,6 +266,54 @@ describe('window step', () => {
     expect(quiet.tick(now).map((r) => [start(r), r.source.partition])).toEqual([[10 * S, 1]]);
   });
 
+  it.each([
+    [
+      'tumbling',
+      { type: 'tumbling', size: '10s' },
+      [
+        [0, 10],
+        [10, 20],
+        [20, 30],
+      ],
+    ],
+    [
+      'sliding',
+      { type: 'sliding', size: '20s', slide: '10s' },
+      [
+        [-10, 10],
+        [0, 20],
+        [10, 30],
+        [20, 40],
+      ],
+    ],
+    [
+      'session',
+      { type: 'session', gap: '5s' },
+      [
+        [1, 6],
+        [12, 17],
+        [25, 30],
+      ],
+    ],
+  ])('finish closes every window a %s step holds open, as at the end of a batch job', (_, type, expected) => {
+    const s = step({ ...type, time: { field: 'ts' }, grace: '1m', aggregates: {} });
+    const at = (...seconds: number[]) => seconds.map((x) => ({ ts: T0 + x * S }));
+    // With a minute of grace, nothing closes while the records come in.
+    expect(s.process(records(0, 0, at(1, 12, 25)), ctx(0))).toEqual([]);
+    const bounds = (r: FlotillaRecord) => {
+      const v = r.value as { window_start: number; window_end: number };
+      return [(v.window_start - T0) / S, (v.window_end - T0) / S];
+    };
+    expect(
+      s
+        .finish()
+        .map(bounds)
+        .sort((a, b) => (a[0] as number) - (b[0] as number)),
+    ).toEqual(expected);
+    expect(s.finish()).toEqual([]);
+    expect(s.stateStats().openWindowKeys).toBe(0);
+  });
+
   it('reports memory per open window-key and frees closed windows and released partitions', () => {
     const s = step({
       type: 'tumbling',

@@ -190,6 +190,16 @@ export class WindowStep implements StatefulStep {
     return out;
   }
 
+  finish(): FlotillaRecord[] {
+    const out: FlotillaRecord[] = [];
+    for (const p of this.partitions.values()) {
+      p.watermark = Number.POSITIVE_INFINITY;
+      this.engine.close(p, out);
+      p.closedWatermark = p.watermark;
+    }
+    return out;
+  }
+
   snapshot(partition: number): StateEntry[] {
     const p = this.partitions.get(partition);
     if (p === undefined) return [];
