@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError } from '../core/errors.js';
 import type { Readiness } from '../observability/http.js';
 import type { Logger } from '../observability/logger.js';
+import { SinkHealth, type SinkHealthOptions } from '../sinks/shared/health.js';
 import { type LoadedTopology, loadTopology } from '../topology/load.js';
 import { buildParts, Worker, type WorkerParts } from './worker.js';
 
@@ -17,8 +18,15 @@ interface Slot {
   file: string;
   text: string;
   worker: Worker;
+  /** Checks the worker's sinks while it runs. */
+  health: SinkHealth;
   running: Promise<void>;
   unregister: () => void;
+}
+
+export interface FleetOptions {
+  /** How often and how patiently each sink's health check runs (default every 5 s, 2 s). */
+  sinkHealth?: SinkHealthOptions;
 }
 
 /**
@@ -34,6 +42,7 @@ export class Fleet {
   constructor(
     private readonly logger: Logger,
     private readonly readiness?: Readiness,
+    private readonly options: FleetOptions = {},
   ) {}
 
   /** Loads and starts every file; a file that does not validate fails the whole start. */
@@ -62,7 +71,7 @@ export class Fleet {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    await Promise.all(this.slots.map((s) => s.worker.stop()));
+    await Promise.all(this.slots.map((s) => stopSlot(s)));
   }
 
   /** Re-reads every file; restarts the workers of the ones that changed and still validate. */
@@ -93,7 +102,7 @@ export class Fleet {
         continue;
       }
       this.logger.info({ file: slot.file }, 'reload: draining the old version');
-      await slot.worker.stop();
+      await stopSlot(slot);
       await slot.running.catch(() => undefined);
       slot.unregister();
       this.slots[i] = this.launch(slot.file, text, next);
@@ -112,20 +121,29 @@ export class Fleet {
   private launch(file: string, text: string, { topology, logger, parts }: Prepared): Slot {
     const name = topology.config.name;
     const worker = new Worker(topology, parts, logger);
+    const health = new SinkHealth(parts.sinks, name, logger, this.options.sinkHealth);
     const removers = [
       this.readiness?.register(`${name}/source`, () => parts.source.ready?.() ?? true),
       ...parts.sinks.map((sink) =>
-        this.readiness?.register(`${name}/sink/${sink.name}`, () => sink.healthy?.() ?? true),
+        this.readiness?.register(`${name}/sink/${sink.name}`, () => health.readiness(sink)),
       ),
     ];
+    health.start();
     return {
       file,
       text,
       worker,
-      running: worker.run(),
+      health,
+      running: worker.run().finally(() => health.stop()),
       unregister: () => {
         for (const remove of removers) remove?.();
       },
     };
   }
+}
+
+/** Health checks end first: the worker's drain closes the sinks they would check. */
+function stopSlot(slot: Slot): Promise<void> {
+  slot.health.stop();
+  return slot.worker.stop();
 }

@@ -226,6 +226,12 @@ class ClickHouseDriver implements SinkDriver<string, Target | undefined> {
     return classifyClickHouseError(err);
   }
 
+  /** GET /ping: answered by the server without a query. */
+  async ping(signal?: AbortSignal): Promise<void> {
+    const result = await this.client.ping({ select: false, abort_signal: signal });
+    if (!result.success) throw result.error;
+  }
+
   /** ClickHouse names the 1-based row it could not parse: `… (at row 3)`. */
   failedRow(err: unknown): number | undefined {
     const m = err instanceof Error ? /\(at row (\d+)\)/.exec(err.message) : null;
@@ -310,7 +316,7 @@ export const clickhouseSink: ComponentDefinition<typeof clickhouseSinkSchema, Si
     new DatabaseSink<string, Target | undefined>(
       new ClickHouseDriver(config),
       config,
-      { kind: 'clickhouse', lastPerId: true },
+      { kind: 'clickhouse', service: 'ClickHouse', lastPerId: true },
       ctx,
     ),
 };

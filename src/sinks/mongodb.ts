@@ -197,6 +197,10 @@ class MongoDriver implements SinkDriver<Document, Collection<Document> | undefin
     return classifyMongoError(err);
   }
 
+  async ping(signal?: AbortSignal): Promise<void> {
+    await this.client.db('admin').command({ ping: 1 }, { signal });
+  }
+
   close(): Promise<void> {
     return this.client.close();
   }
@@ -210,7 +214,7 @@ export const mongodbSink: ComponentDefinition<typeof mongodbSinkSchema, Sink> = 
     new DatabaseSink<Document, Collection<Document> | undefined>(
       new MongoDriver(config),
       config,
-      { kind: 'mongodb', lastPerId: true },
+      { kind: 'mongodb', service: 'MongoDB', lastPerId: true },
       ctx,
     ),
 };

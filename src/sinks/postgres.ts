@@ -317,6 +317,11 @@ class PostgresDriver implements SinkDriver<Payload, Target | undefined> {
     return classifyPostgresError(err);
   }
 
+  /** Through the sink's pool (with tenancy database: the pool of the database in `url`). */
+  async ping(): Promise<void> {
+    await this.pool.query('SELECT 1');
+  }
+
   /** COPY names the line it could not read: `COPY flotilla_staging, line 3, column n: "abc"`. */
   failedRow(err: unknown): number | undefined {
     const where = (err as { where?: unknown }).where;
@@ -585,7 +590,7 @@ export const postgresSink: ComponentDefinition<typeof postgresSinkSchema, Sink> 
     new DatabaseSink<Payload, Target | undefined>(
       new PostgresDriver(config, ctx),
       config,
-      { kind: 'postgres', lastPerId: true },
+      { kind: 'postgres', service: 'PostgreSQL', lastPerId: true },
       ctx,
     ),
 };

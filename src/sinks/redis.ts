@@ -256,13 +256,8 @@ class RedisDriver implements SinkDriver<Payload> {
   }
 
   /** Waits (up to the timeout) for the connection the client keeps re-establishing. */
-  async prepare(): Promise<void> {
-    if (this.redis.status === 'ready') return;
-    try {
-      await once(this.redis, 'ready', { signal: AbortSignal.timeout(this.timeoutMs) });
-    } catch {
-      throw new NotConnectedError(`no Redis connection after ${this.timeoutMs} ms (${this.redis.status})`);
-    }
+  prepare(): Promise<void> {
+    return this.connected(AbortSignal.timeout(this.timeoutMs));
   }
 
   rowKey(record: FlotillaRecord): string {
@@ -307,6 +302,25 @@ class RedisDriver implements SinkDriver<Payload> {
     return classifyRedisError(err);
   }
 
+  /** PING, once connected: a check right after start waits for the first connection. */
+  async ping(signal?: AbortSignal): Promise<void> {
+    await this.connected(signal ?? AbortSignal.timeout(this.timeoutMs));
+    await this.redis.ping();
+  }
+
+  /** Waits for the connection (commands fail at once without one: no offline queue) until `signal` aborts. */
+  private async connected(signal: AbortSignal): Promise<void> {
+    if (this.redis.status === 'ready') return;
+    try {
+      await once(this.redis, 'ready', { signal });
+    } catch (err) {
+      // `once` rejects on the client's next 'error' (a failed reconnect) or when `signal` aborts.
+      throw new NotConnectedError(`no Redis connection (${this.redis.status}): ${errorMessage(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
   async close(): Promise<void> {
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
@@ -345,7 +359,7 @@ export const redisSink: ComponentDefinition<typeof redisSinkSchema, Sink> = {
     new DatabaseSink(
       new RedisDriver(config, ctx),
       config,
-      { kind: 'redis', lastPerId: config.mode === 'set' },
+      { kind: 'redis', service: 'Redis', lastPerId: config.mode === 'set' },
       ctx,
     ),
 };

@@ -3,7 +3,14 @@ import type { FlotillaRecord } from '../../core/record.js';
 import { CircuitBreaker } from './breaker.js';
 import { Coalescer } from './coalescer.js';
 import type { DatabaseSinkConfig } from './config.js';
-import { CircuitOpenError, type ErrorKind, errorMessage, RowRefusedError, SinkWriteError } from './errors.js';
+import {
+  CircuitOpenError,
+  type ErrorKind,
+  errorMessage,
+  RowRefusedError,
+  SinkCheckError,
+  SinkWriteError,
+} from './errors.js';
 import { SinkMetrics } from './metrics.js';
 
 /** One record encoded for a statement, with the size that max_bytes counts. */
@@ -63,6 +70,11 @@ export interface SinkDriver<P, T = undefined> {
    */
   flush(rows: Encoded<P>[], target: T): Promise<readonly RowFailure[]>;
   classify(err: unknown): ErrorKind;
+  /**
+   * A cheap round trip to the database (SELECT 1, PING) that touches no table: the health check.
+   * Passes `signal` to the client where it takes one; the sink's `timeout` bounds it otherwise.
+   */
+  ping?(signal?: AbortSignal): Promise<void>;
   /** The index, in the failed statement, of the row a row error names, when the database says. */
   failedRow?(err: unknown): number | undefined;
   close(): Promise<void>;
@@ -70,6 +82,8 @@ export interface SinkDriver<P, T = undefined> {
 
 export interface DatabaseSinkOptions {
   kind: string;
+  /** The database's name in health check errors: PostgreSQL, ClickHouse... (default: the kind). */
+  service?: string;
   /** Upsert sinks keep only the last record of an id in a batch (a statement may not touch a row twice). */
   lastPerId: boolean;
 }
@@ -90,6 +104,8 @@ export interface SinkStats {
  * names, else in halves) until only the refused rows are left; those go to `ctx.reject`, the rest
  * land. Retriable errors throw (the worker retries the batch) and feed the circuit breaker.
  * A driver with `targets` (tenants) gets the batch grouped per target, one target at a time.
+ * With a driver that pings, `check` is the health check: it never touches the breaker; its failure
+ * makes the sink unhealthy until a later check or a landed write shows the database answers.
  */
 export class DatabaseSink<P, T = undefined> implements Sink {
   readonly name: string;
@@ -104,6 +120,12 @@ export class DatabaseSink<P, T = undefined> implements Sink {
   /** Batching by time (`batch.linger`), when set. */
   private readonly coalescer: Coalescer | undefined;
   private readonly metrics: SinkMetrics;
+  /** Why the last check failed, until a later check or a landed write shows the database answers. */
+  private unanswered: SinkCheckError | undefined;
+  /** The driver's ping under way: a check that gave up waiting leaves it running, so others join it. */
+  private pinging: Promise<void> | undefined;
+  /** Present when the driver pings (see `Sink.check`). */
+  readonly check?: (signal?: AbortSignal) => Promise<void>;
 
   constructor(
     private readonly driver: SinkDriver<P, T>,
@@ -122,10 +144,12 @@ export class DatabaseSink<P, T = undefined> implements Sink {
       if (state === 'open') logger.warn({ err: lastError }, 'sink circuit open');
       else logger.info(`sink circuit ${state}`);
     });
+    const ping = driver.ping?.bind(driver);
+    if (ping) this.check = (signal) => this.checkWith(ping, signal);
   }
 
   healthy(): boolean {
-    return this.breaker.current === 'closed';
+    return this.breaker.current === 'closed' && this.unanswered === undefined;
   }
 
   write(records: FlotillaRecord[], ctx: SinkContext): Promise<void> {
@@ -148,6 +172,30 @@ export class DatabaseSink<P, T = undefined> implements Sink {
       throw err;
     }
     this.breaker.succeeded(probe);
+    this.unanswered = undefined;
+  }
+
+  /**
+   * One ping at a time per sink, whatever the callers: a ping the driver cannot abort (a PostgreSQL
+   * query) holds a pooled connection until the sink's timeout, and must not be joined by more.
+   */
+  private async checkWith(
+    ping: (signal?: AbortSignal) => Promise<void>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    this.pinging ??= ping(signal).finally(() => {
+      this.pinging = undefined;
+    });
+    try {
+      await settleBy(this.pinging, signal);
+    } catch (err) {
+      const kind = signal?.aborted && err === signal.reason ? 'timeout' : this.driver.classify(err);
+      // A ping refused for its content (a Redis reply error) says nothing about a row.
+      const service = this.options.service ?? this.options.kind;
+      this.unanswered = new SinkCheckError(this.name, service, kind === 'row' ? 'other' : kind, err);
+      throw this.unanswered;
+    }
+    this.unanswered = undefined;
   }
 
   close(): Promise<void> {
@@ -315,6 +363,17 @@ function sumBytes(rows: Encoded<unknown>[]): number {
   let total = 0;
   for (const r of rows) total += r.bytes;
   return total;
+}
+
+/** Settles like `work`, or rejects with the signal's reason as soon as it aborts (`work` runs on). */
+function settleBy<T>(work: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** Memoizes an async initialisation; a failed attempt is forgotten so the next call tries again. */

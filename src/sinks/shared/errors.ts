@@ -35,6 +35,18 @@ export class CircuitOpenError extends FlotillaError {
   }
 }
 
+/** A health check (`Sink.check`) the database did not answer; the message names the service. */
+export class SinkCheckError extends FlotillaError {
+  constructor(
+    readonly sink: string,
+    readonly service: string,
+    readonly kind: ErrorKind,
+    cause: unknown,
+  ) {
+    super(`sink '${sink}': ${service} does not answer (${kind}): ${errorMessage(cause)}`, { cause });
+  }
+}
+
 /** The client has no connection to the database right now (it keeps reconnecting in the background). */
 export class NotConnectedError extends FlotillaError {}
 
