@@ -4,6 +4,8 @@
 
 CLICKHOUSE_HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-8123}
 CLICKHOUSE_TCP_PORT=${CLICKHOUSE_TCP_PORT:-9000}
+# Tenant-scoped users for the tenancy tests; docker-compose.yml mounts the same file.
+CLICKHOUSE_TENANT_PROBES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/clickhouse-tenant-probes.xml"
 
 clickhouse_install() {
   command -v clickhouse-server >/dev/null || apt_install clickhouse-server
@@ -62,6 +64,10 @@ XML
   </quotas>
 </yandex>
 XML
+  # The server merges users.d/*.xml into users.xml; rebuilt on every start so no stale file stays.
+  rm -rf "$dir/users.d"
+  mkdir -p "$dir/users.d"
+  cp "$CLICKHOUSE_TENANT_PROBES" "$dir/users.d/"
 }
 
 clickhouse_start() {

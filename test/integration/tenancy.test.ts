@@ -389,9 +389,61 @@ describe('PostgreSQL tenancy', () => {
   });
 });
 
+/**
+ * The tenant-scoped users the services' ClickHouse has (scripts/services/clickhouse-tenant-probes.xml):
+ * each may use only its tenant's database, `CLICKHOUSE_PROBE_PREFIX + tenant`. These names are
+ * fixed by that file, unlike the rest of this file's names.
+ */
+const CLICKHOUSE_PROBE_PREFIX = 'flotilla_probe_';
+const CLICKHOUSE_PROBES = [
+  { tenant: 'alpha', user: 'flotilla_tenant_probe_a', password: 'flotilla-probe-alpha' },
+  { tenant: 'bravo', user: 'flotilla_tenant_probe_b', password: 'flotilla-probe-bravo' },
+] as const;
+type ClickHouseProbe = (typeof CLICKHOUSE_PROBES)[number];
+
+const selectFrom = async <T>(client: ClickHouseClient, query: string) =>
+  (await client.query({ query, format: 'JSONEachRow' })).json<T>();
+
+/** A connection as the probe user, in its tenant's database; says how to fix a server without the user. */
+async function connectAsProbe(probe: ClickHouseProbe): Promise<ClickHouseClient> {
+  const client = createClient({
+    url: serviceUrl('CLICKHOUSE_URL'),
+    username: probe.user,
+    password: probe.password,
+    database: CLICKHOUSE_PROBE_PREFIX + probe.tenant,
+  });
+  try {
+    await selectFrom(client, 'SELECT 1');
+    return client;
+  } catch (err) {
+    await client.close();
+    // 18.16: "Unknown user"; 24.8: "there is no user with such name".
+    if (/Unknown user|no user with such name/.test((err as Error).message)) {
+      throw new Error(
+        `ClickHouse has no user ${probe.user}: it was started before scripts/services/clickhouse-tenant-probes.xml ` +
+          'was installed; restart it (bash scripts/services.sh down clickhouse && bash scripts/services.sh up clickhouse, ' +
+          'or docker compose up -d clickhouse)',
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
+/** How ClickHouse refuses a user a database outside its allow_databases: 18.16, then 24.8 (grants). */
+const refusedDatabase = (user: string, database: string) =>
+  new RegExp(
+    `Access denied to database ${database} for user ${user}|Not enough privileges\\..* ON ${database}\\.readings`,
+  );
+
 describe('ClickHouse tenancy', () => {
   let ch: ClickHouseClient;
-  const select = async <T>(query: string) => (await ch.query({ query, format: 'JSONEachRow' })).json<T>();
+  const select = <T>(query: string) => selectFrom<T>(ch, query);
+  const dropProbeDatabases = async () => {
+    for (const { tenant } of CLICKHOUSE_PROBES) {
+      await ch.command({ query: `DROP DATABASE IF EXISTS ${CLICKHOUSE_PROBE_PREFIX}${tenant}` });
+    }
+  };
 
   beforeAll(async () => {
     ch = await connectOrExplain('CLICKHOUSE_URL', async () => {
@@ -404,6 +456,7 @@ describe('ClickHouse tenancy', () => {
   afterAll(async () => {
     const dbs = await select<{ name: string }>(`SELECT name FROM system.databases WHERE name LIKE '${RUN}%'`);
     for (const { name } of dbs) await ch.command({ query: `DROP DATABASE IF EXISTS ${name}` });
+    await dropProbeDatabases();
     const tables = await select<{ name: string }>(
       `SELECT name FROM system.tables WHERE database = 'default' AND name LIKE '${RUN}%'`,
     );
@@ -497,6 +550,68 @@ describe('ClickHouse tenancy', () => {
         `SELECT tenant, count() AS n FROM ${prefix}${tenant}.readings FINAL GROUP BY tenant`,
       );
       expect(rows.map((r) => [r.tenant, Number(r.n)])).toEqual([[tenant, count]]);
+    }
+  });
+
+  describe("schema: a tenant's user, limited to its database by allow_databases", () => {
+    const counts = { alpha: 4, bravo: 2 };
+
+    beforeAll(async () => {
+      // Fixed names: a previous run that died keeps its databases.
+      await dropProbeDatabases();
+      const sink = await createSink(clickhouseSink, {
+        kind: 'clickhouse',
+        url: serviceUrl('CLICKHOUSE_URL'),
+        table: 'readings',
+        create_table: { columns: { tenant: 'String', label: 'String', n: 'Int64' } },
+        tenancy: { strategy: 'schema', prefix: CLICKHOUSE_PROBE_PREFIX },
+      });
+      try {
+        expect(
+          await write(sink, [...records('alpha', counts.alpha), ...records('bravo', counts.bravo)]),
+        ).toEqual([]);
+      } finally {
+        await sink.close();
+      }
+    });
+
+    const [alpha, bravo] = CLICKHOUSE_PROBES;
+    for (const [own, other] of [
+      [alpha, bravo],
+      [bravo, alpha],
+    ] as const) {
+      it(`${own.tenant}'s user reads ${own.tenant}'s rows and is refused SELECT, INSERT and ALTER DELETE on ${other.tenant}'s`, async () => {
+        const client = await connectAsProbe(own);
+        const otherTable = `${CLICKHOUSE_PROBE_PREFIX}${other.tenant}.readings`;
+        const refused = refusedDatabase(own.user, `${CLICKHOUSE_PROBE_PREFIX}${other.tenant}`);
+        try {
+          const rows = await selectFrom<{ tenant: string; n: string }>(
+            client,
+            'SELECT tenant, count() AS n FROM readings FINAL GROUP BY tenant',
+          );
+          expect(rows.map((r) => [r.tenant, Number(r.n)])).toEqual([[own.tenant, counts[own.tenant]]]);
+          await expect(selectFrom(client, `SELECT * FROM ${otherTable}`)).rejects.toThrow(refused);
+          await expect(
+            client.command({
+              query: `INSERT INTO ${otherTable} (id, tenant, label, n, _version) VALUES ('forged', '${other.tenant}', 'forged', -1, 1)`,
+            }),
+          ).rejects.toThrow(refused);
+          await expect(client.command({ query: `ALTER TABLE ${otherTable} DELETE WHERE 1` })).rejects.toThrow(
+            refused,
+          );
+        } finally {
+          await client.close();
+        }
+        // The other tenant's rows are untouched, and no mutation was queued for them.
+        const [stored] = await select<{ count: string; least: string }>(
+          `SELECT count() AS count, min(n) AS least FROM ${otherTable} FINAL`,
+        );
+        expect([Number(stored?.count), Number(stored?.least)]).toEqual([counts[other.tenant], 0]);
+        const [mutations] = await select<{ n: string }>(
+          `SELECT count() AS n FROM system.mutations WHERE database = '${CLICKHOUSE_PROBE_PREFIX}${other.tenant}'`,
+        );
+        expect(Number(mutations?.n)).toBe(0);
+      });
     }
   });
 });
