@@ -25,7 +25,8 @@ import { median, note, printFigures, round, withPeakMemory } from './_lib.js';
 const USAGE = `Usage: npm run bench -- sinks [--rows N] [--rounds R] [--only NAME,…]
   --rows N      rows per measurement (default 50000; MongoDB at most 10000)
   --rounds R    rounds; figures are medians (default 3)
-  --only NAMES  measure only these subjects, comma-separated (postgres_insert, clickhouse, …)`;
+  --only NAMES  measure only these subjects, comma-separated (postgres_insert, clickhouse, …)
+  --batches B   worker batch sizes (rows per statement), comma-separated (default 1000,10000)`;
 
 /** Prints what is wrong and the usage, and exits with status 2. */
 function usageError(problem: string): never {
@@ -39,12 +40,19 @@ function positiveInt(option: string, text: string): number {
   return n;
 }
 
-let values: { rows: string; rounds: string; only?: string | undefined; help?: boolean | undefined };
+let values: {
+  rows: string;
+  rounds: string;
+  batches: string;
+  only?: string | undefined;
+  help?: boolean | undefined;
+};
 try {
   ({ values } = parseArgs({
     options: {
       rows: { type: 'string', default: '50000' },
       rounds: { type: 'string', default: '3' },
+      batches: { type: 'string', default: '1000,10000' },
       only: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -58,7 +66,7 @@ if (values.help) {
 }
 const ROWS = positiveInt('rows', values.rows);
 const ROUNDS = positiveInt('rounds', values.rounds);
-const BATCH_SIZES = [1000, 10_000];
+const BATCH_SIZES = values.batches.split(',').map((b) => positiveInt('batches', b));
 const env = resolveServiceEnv();
 const prefix = `bench_sinks_${process.pid}`;
 const ctx: ComponentContext = {

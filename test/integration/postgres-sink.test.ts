@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FlotillaRecord } from '../../src/core/record.js';
@@ -89,5 +90,54 @@ describe.each(['insert', 'copy'] as const)('postgres sink (%s): types and column
     expect(rejected).toEqual([]);
     const { rows } = await pool.query(`SELECT id, code, score, tags, note FROM ${table}`);
     expect(rows).toEqual([{ id: 'm', code: 'eu', score: '25.00', tags: ['k1'], note: 'kept' }]);
+  });
+});
+
+describe('postgres sink (auto): COPY for large statements only', () => {
+  const table = `pgsink_${process.pid}_auto`;
+  // The sink's staging table for this table (named from a hash of the qualified name).
+  const stagingTable = `flotilla_staging_${createHash('sha1').update(`"public"."${table}"`).digest('hex').slice(0, 16)}`;
+  let pool: pg.Pool;
+
+  beforeAll(async () => {
+    pool = await connectOrExplain('PG_URL', async () => {
+      const p = new pg.Pool({ connectionString: serviceUrl('PG_URL'), max: 1 });
+      await p.query(`DROP TABLE IF EXISTS ${table}`);
+      await p.query(`CREATE TABLE ${table} (id text PRIMARY KEY, n integer)`);
+      return p;
+    });
+  });
+  afterAll(async () => {
+    await pool.query(`DROP TABLE IF EXISTS ${table}`);
+    await pool.end();
+  });
+
+  /** Writes `rows` records in one statement; true when the sink's session made a COPY staging table. */
+  async function wroteThroughCopy(rows: number): Promise<boolean> {
+    const sink = await createSink(postgresSink, {
+      kind: 'postgres',
+      url: serviceUrl('PG_URL'),
+      table,
+      pool_size: 1,
+      batch: { max_rows: 20_000 },
+    });
+    try {
+      const records = Array.from({ length: rows }, (_, i) => makeRecord(`r${i}`, { n: i }));
+      await sink.write(records, { reject: (r) => expect.fail(`${r.id} refused`) });
+      const staging = await pool.query(
+        `SELECT 1 FROM pg_stat_all_tables WHERE relname = $1 AND schemaname LIKE 'pg_temp%'`,
+        [stagingTable],
+      );
+      return (staging.rowCount ?? 0) > 0;
+    } finally {
+      await sink.close();
+    }
+  }
+
+  it('upserts a small statement with INSERT and a large one through COPY, every row landing', async () => {
+    expect(await wroteThroughCopy(500)).toBe(false);
+    expect(await wroteThroughCopy(10_000)).toBe(true);
+    const { rows } = await pool.query(`SELECT count(*)::int AS n, sum(n)::int AS total FROM ${table}`);
+    expect(rows[0]).toEqual({ n: 10_000, total: (9_999 * 10_000) / 2 });
   });
 });
