@@ -7,6 +7,7 @@ import { Pipelines, PipelineWorkers } from '../jobs/runner.js';
 import { PipelineScheduler } from '../jobs/scheduler.js';
 import { createLogger } from '../observability/logger.js';
 import type { Command } from './main.js';
+import { startEndpoints } from './run.js';
 
 /** `pipelines/*.yaml` of the working directory, when no file is named. */
 function defaultFiles(): string[] {
@@ -35,14 +36,17 @@ function parseConcurrency(raw: unknown): number {
  */
 export const jobs: Command = {
   summary: 'run the BullMQ workers of pipeline tasks and the cron schedules of pipeline files',
-  options: { concurrency: { type: 'string' } },
-  usage: `Usage: flotilla jobs [--concurrency N] [FILE...]
+  options: { concurrency: { type: 'string' }, port: { type: 'string' } },
+  usage: `Usage: flotilla jobs [--concurrency N] [--port N] [FILE...]
 
 Runs pipeline tasks (started by 'flotilla pipeline run' or by a schedule) and keeps the cron
 schedules of the pipeline FILEs (default: pipelines/*.yaml) in Redis. Run as many as you like:
 each task runs once, on one of them.
 
   --concurrency N   tasks this process runs at once (default 4)
+  --port N          /metrics (task attempts, durations, runs), /health, /ready; as for
+                    'flotilla run': FLOTILLA_HTTP_PORT, else PORT, else 9464 (a free one if
+                    taken); 'off' disables
 
 Redis and PostgreSQL: REDIS_URL and PG_URL (default: the local services).`,
   async run({ positionals, values }) {
@@ -50,6 +54,7 @@ Redis and PostgreSQL: REDIS_URL and PG_URL (default: the local services).`,
     const config = jobsConfigFromEnv();
     const files = positionals.length ? positionals : defaultFiles();
     const loaded = files.map((f) => loadPipeline(f));
+    const server = await startEndpoints({ port: values.port as string | undefined }, logger);
     const workers = new PipelineWorkers(config, {
       concurrency: parseConcurrency(values.concurrency),
       logger,
@@ -68,6 +73,7 @@ Redis and PostgreSQL: REDIS_URL and PG_URL (default: the local services).`,
     await scheduler.close();
     await workers.close();
     await pipelines.close();
+    await server?.stop();
     return 0;
   },
 };

@@ -12,7 +12,10 @@ export interface RunOptions {
 }
 
 /** Starts /metrics, /health and /ready; a default port already taken (another worker) falls back to any free one. */
-async function startEndpoints(options: RunOptions, logger: Logger): Promise<HttpServer | undefined> {
+export async function startEndpoints(
+  options: Pick<RunOptions, 'port'>,
+  logger: Logger,
+): Promise<HttpServer | undefined> {
   const explicit = options.port ?? process.env.FLOTILLA_HTTP_PORT ?? process.env.PORT;
   const port = resolveHttpPort(explicit, {});
   if (port === null) return undefined;
