@@ -424,32 +424,52 @@ export class ModelWatcher {
       return;
     }
     if (version === undefined || version === this.applied || version === this.refused || this.stopped) return;
+    if ((await this.tryApply(version)) !== 'refused' || this.applied !== 0) return;
+    // A worker that starts on a version it refuses has none to keep: like a running one, it stays
+    // on the last version it can use, the newest older one that applies.
+    let older: number[];
+    try {
+      older = (await this.registry.versions(model)).map((v) => v.version).filter((v) => v < version);
+    } catch (err) {
+      logger.warn({ model, err: (err as Error).message }, 'model watcher: cannot list older versions');
+      return;
+    }
+    for (const v of older) {
+      const outcome = await this.tryApply(v);
+      if (outcome === 'applied') this.refused = version; // not tried again until the current one changes
+      if (outcome !== 'refused') return;
+    }
+  }
+
+  /** Loads and applies a version; `unread` when the registry could not be read (tried again later). */
+  private async tryApply(version: number): Promise<'applied' | 'refused' | 'unread'> {
+    const { model, logger } = this.options;
     let parameters: Map<string, ModelParameters>;
     try {
       parameters = await this.registry.load(model, version);
     } catch (err) {
       if (!(err instanceof InvalidModelError)) {
-        // The registry could not be read: try again on the next announcement or poll.
         logger.warn(
           { model, version, err: (err as Error).message },
           'model watcher: cannot read the version',
         );
-        return;
+        return 'unread';
       }
       this.refuse(version, err);
-      return;
+      return 'refused';
     }
     try {
       this.options.apply(parameters, version);
     } catch (err) {
       this.refuse(version, err);
-      return;
+      return 'refused';
     }
     this.applied = version;
     this.refused = undefined;
     jobMetrics.modelLoads.inc({ model, outcome: 'applied' });
     jobMetrics.modelVersion.set({ model }, version);
     logger.info({ model, version, series: parameters.size }, 'model version applied');
+    return 'applied';
   }
 
   private refuse(version: number, err: unknown): void {

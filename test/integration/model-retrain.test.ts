@@ -266,4 +266,33 @@ tasks:
       await watcher.stop();
     }
   });
+
+  it('starts on the newest older version when it refuses the current one, and does not retry it', async () => {
+    const registry = new ModelRegistry(pool, config.schema);
+    const versions = (await registry.versions(model)).map((v) => v.version);
+    const [current, previous] = versions as [number, number];
+    const tried: number[] = [];
+    const applied: number[] = [];
+    const watcher = await ModelWatcher.start({
+      model,
+      pgUrl: serviceUrl('PG_URL'),
+      redisUrl: serviceUrl('REDIS_URL'),
+      schema: config.schema,
+      pollMs: 200,
+      logger,
+      apply: (_, version) => {
+        tried.push(version);
+        if (version === current) throw new Error('does not fit this step');
+        applied.push(version);
+      },
+    });
+    try {
+      expect(watcher.version).toBe(previous);
+      expect(applied).toEqual([previous]);
+      await new Promise((resolve) => setTimeout(resolve, 700)); // a few polls
+      expect(tried).toEqual([current, previous]);
+    } finally {
+      await watcher.stop();
+    }
+  });
 });
