@@ -5,7 +5,7 @@ import { FlotillaError } from '../core/errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { ModelParameters } from '../steps/anomaly/index.js';
 import { tuningSchema } from '../steps/anomaly/schema.js';
-import { jobsConfigFromEnv } from './config.js';
+import { DEFAULT_JOBS_SCHEMA, jobsConfigFromEnv } from './config.js';
 import { jobMetrics } from './metrics.js';
 
 import { quoteIdent } from './store.js';
@@ -57,7 +57,7 @@ export class ModelRegistry {
 
   constructor(
     private readonly pool: pg.Pool,
-    private readonly schema = 'flotilla',
+    private readonly schema = DEFAULT_JOBS_SCHEMA,
     /** Announces new versions; without it watchers find them by polling. */
     private readonly publisher?: Redis,
   ) {}

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { DeadLetter, FlotillaRecord } from '../core/record.js';
+import { DEFAULT_JOBS_SCHEMA } from './config.js';
 import type { ParamValue } from './pipeline-schema.js';
 
 /** `"name"`, quoted for SQL. */
@@ -60,7 +61,7 @@ export class JobsStore {
 
   constructor(
     url: string,
-    readonly schema = 'flotilla',
+    readonly schema = DEFAULT_JOBS_SCHEMA,
   ) {
     this.pool = new pg.Pool({ connectionString: url, max: 4 });
     // An idle client's connection error (server restart) must not crash the process.
