@@ -18,6 +18,12 @@ export const kafkaSinkSchema = z
       .describe(
         "Message key: 'id' (the record's deterministic id, so a compacted topic or a consumer dedupes re-deliveries), 'source' (the input key), or an expression.",
       ),
+    timestamp: z
+      .enum(['now', 'record'])
+      .default('now')
+      .describe(
+        "Message timestamp: 'now' (when written) or 'record' (the record's own time: an input record's timestamp, a window result's end). A topic deletes by time (retention.ms) from the message timestamps: with 'record', the results of old data (a backfill, a replay) can be deleted as soon as they are written.",
+      ),
     ...producerShape,
   })
   .strict()
@@ -32,6 +38,7 @@ function encodeValue(value: unknown): Buffer {
 
 class KafkaSink implements Sink {
   private readonly keyOf: (r: FlotillaRecord) => string | null;
+  private readonly recordTime: boolean;
 
   constructor(
     readonly name: string,
@@ -39,6 +46,7 @@ class KafkaSink implements Sink {
     private readonly producer: BatchProducer,
   ) {
     const { key } = config;
+    this.recordTime = config.timestamp === 'record';
     this.keyOf =
       key === 'id'
         ? (r) => r.id
@@ -64,7 +72,8 @@ class KafkaSink implements Sink {
       messages.push({
         key,
         value: encodeValue(r.value),
-        timestamp: String(r.timestamp),
+        // Without one, the producer stamps the time of writing.
+        timestamp: this.recordTime ? String(r.timestamp) : undefined,
         headers: { ...r.headers, 'flotilla.id': r.id },
       });
     }

@@ -44,6 +44,8 @@ export interface ConsumedMessage {
   offset: string;
   key: string | null;
   value: string;
+  /** The message timestamp, ms since the epoch. */
+  timestamp: number;
   headers: Record<string, string>;
 }
 
@@ -51,7 +53,10 @@ export interface ConsumedMessage {
 export async function readTopic(kafka: Kafka, admin: Admin, topic: string): Promise<ConsumedMessage[]> {
   const ends = await admin.fetchTopicOffsets(topic);
   const wanted = new Map(ends.map((e) => [e.partition, Number(e.high)]));
-  const remaining = new Map([...wanted].filter(([, high]) => high > 0));
+  // A partition whose log start is its end holds nothing to read (all of it deleted, e.g. by retention).
+  const remaining = new Map(
+    ends.filter((e) => Number(e.high) > Number(e.low)).map((e) => [e.partition, true]),
+  );
   const out: ConsumedMessage[] = [];
   if (remaining.size === 0) return out;
   const consumer = kafka.consumer({ groupId: unique('reader'), maxWaitTimeInMs: 100 });
@@ -68,6 +73,7 @@ export async function readTopic(kafka: Kafka, admin: Admin, topic: string): Prom
             offset: m.offset,
             key: m.key?.toString() ?? null,
             value: m.value?.toString() ?? '',
+            timestamp: Number(m.timestamp),
             headers: headersOf(m.headers),
           });
           if (Number(m.offset) === high - 1) remaining.delete(batch.partition);
