@@ -31,3 +31,9 @@ export interface DeadLetter {
 export function passThroughId(c: SourceCoordinates): string {
   return `${c.topic}/${c.partition}/${c.offset}`;
 }
+
+/**
+ * Kafka header with a record's own time (ms since the epoch) when the message timestamp is the
+ * time of writing instead (the Kafka sink's default).
+ */
+export const RECORD_TIME_HEADER = 'flotilla.timestamp';

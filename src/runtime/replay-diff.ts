@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Admin, Kafka, KafkaMessage } from 'kafkajs';
 import { FlotillaError } from '../core/errors.js';
+import { RECORD_TIME_HEADER } from '../core/record.js';
 
 /** Only messages with a timestamp in [from, to) are compared (both optional). */
 export interface TimeFilter {
@@ -40,6 +41,16 @@ function messageId(m: KafkaMessage): string | undefined {
   const header = m.headers?.['flotilla.id'];
   if (header !== undefined) return String(Array.isArray(header) ? header.at(-1) : header);
   return m.key === null ? undefined : m.key.toString('utf8');
+}
+
+/**
+ * The record's own time: the `flotilla.timestamp` header a Kafka sink adds when it stamps the
+ * message with the time of writing, else the message timestamp.
+ */
+function recordTime(m: KafkaMessage): number {
+  const header = m.headers?.[RECORD_TIME_HEADER];
+  if (header === undefined) return Number(m.timestamp);
+  return Number(String(Array.isArray(header) ? header.at(-1) : header));
 }
 
 /** 48 bits of SHA-1: a number per id keeps a topic's snapshot small; a collision is vanishingly rare. */
@@ -106,7 +117,7 @@ async function snapshot(kafka: Kafka, admin: Admin, topic: string, filter: TimeF
   const latest = new Map<string, number>();
   let unkeyed = 0;
   await scanTopic(kafka, admin, topic, (m) => {
-    const at = Number(m.timestamp);
+    const at = recordTime(m);
     if ((filter.from !== undefined && at < filter.from) || (filter.to !== undefined && at >= filter.to))
       return;
     const id = messageId(m);

@@ -1,7 +1,7 @@
-import type { Message } from 'kafkajs';
+import type { IHeaders, Message } from 'kafkajs';
 import { z } from 'zod';
 import type { ComponentDefinition, Sink, SinkContext } from '../core/component.js';
-import type { FlotillaRecord } from '../core/record.js';
+import { type FlotillaRecord, RECORD_TIME_HEADER } from '../core/record.js';
 import { kafkaConnectionShape, kafkaFor } from '../kafka/client.js';
 import { BatchProducer, producerShape } from '../kafka/producer.js';
 import { expressionSchema, scopeOf } from '../steps/expression-step.js';
@@ -22,7 +22,7 @@ export const kafkaSinkSchema = z
       .enum(['now', 'record'])
       .default('now')
       .describe(
-        "Message timestamp: 'now' (when written) or 'record' (the record's own time: an input record's timestamp, a window result's end). A topic deletes by time (retention.ms) from the message timestamps: with 'record', the results of old data (a backfill, a replay) can be deleted as soon as they are written.",
+        "Message timestamp: 'now' (when written; the record's own time is in the flotilla.timestamp header) or 'record' (the record's own time: an input record's timestamp, a window result's end). A topic deletes by time (retention.ms) from the message timestamps: with 'record', the results of old data (a backfill, a replay) can be deleted as soon as they are written.",
       ),
     ...producerShape,
   })
@@ -69,12 +69,16 @@ class KafkaSink implements Sink {
         ctx.reject(r, err);
         continue;
       }
+      const headers: IHeaders = { ...r.headers, 'flotilla.id': r.id };
+      // Without a timestamp the producer stamps the time of writing; the record's own time then
+      // goes in a header, which the Kafka source and replay diff read back.
+      if (!this.recordTime) headers[RECORD_TIME_HEADER] = String(r.timestamp);
+      else if (RECORD_TIME_HEADER in headers) delete headers[RECORD_TIME_HEADER]; // an upstream one
       messages.push({
         key,
         value: encodeValue(r.value),
-        // Without one, the producer stamps the time of writing.
         timestamp: this.recordTime ? String(r.timestamp) : undefined,
-        headers: { ...r.headers, 'flotilla.id': r.id },
+        headers,
       });
     }
     await this.producer.send(this.config.topic, messages);

@@ -8,7 +8,7 @@ import type {
   SourceEvents,
 } from '../core/component.js';
 import { FlotillaError } from '../core/errors.js';
-import type { FlotillaRecord } from '../core/record.js';
+import { type FlotillaRecord, RECORD_TIME_HEADER } from '../core/record.js';
 import { KafkaChangelog } from '../kafka/changelog.js';
 import { kafkaConnectionShape, kafkaFor } from '../kafka/client.js';
 import { BatchProducer, producerShape } from '../kafka/producer.js';
@@ -195,7 +195,7 @@ export interface KafkaSourceOptions {
  * batch share is computed once: the id prefix (one string concatenation per record, not four)
  * and the timestamp, which consecutive messages of a producer's batch usually repeat.
  */
-function toRecords(
+export function toRecords(
   topic: string,
   partition: number,
   messages: KafkaMessage[],
@@ -218,11 +218,13 @@ function toRecords(
       const v = m.headers[k];
       if (v !== undefined) headers[k] = Array.isArray(v) ? String(v.at(-1)) : String(v);
     }
+    // Written by a Flotilla Kafka sink, whose message timestamp is the time of writing.
+    const recordTime = headers[RECORD_TIME_HEADER];
     records[i] = {
       id: idPrefix + m.offset,
       key: m.key === null ? null : m.key.toString('utf8'),
       value: m.value,
-      timestamp: lastTimestampMs,
+      timestamp: recordTime === undefined ? lastTimestampMs : Number(recordTime),
       headers,
       source: { topic, partition, offset: m.offset },
     };
