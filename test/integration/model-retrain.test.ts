@@ -9,7 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StepContext } from '../../src/core/component.js';
 import type { FlotillaRecord } from '../../src/core/record.js';
 import { jobMetrics } from '../../src/jobs/metrics.js';
-import { InvalidModelError, ModelRegistry, ModelWatcher } from '../../src/jobs/model-registry.js';
+import {
+  InvalidModelError,
+  ModelRegistry,
+  ModelWatcher,
+  type ModelWatcherOptions,
+} from '../../src/jobs/model-registry.js';
 import { loadPipeline } from '../../src/jobs/pipeline.js';
 import { Pipelines, PipelineWorkers } from '../../src/jobs/runner.js';
 import { seededRandom } from '../../src/sources/synthetic.js';
@@ -239,17 +244,21 @@ tasks:
     expect(scoreWeb(DAYS).normal.expected).toBeCloseTo(150, -1);
   });
 
-  it('finds a version that was never announced by polling', async () => {
-    const applied: number[] = [];
-    const watcher = await ModelWatcher.start({
+  /** A watcher of the test's model that polls every 300 ms, applying versions with `apply`. */
+  const watch = (apply: ModelWatcherOptions['apply']) =>
+    ModelWatcher.start({
       model,
       pgUrl: serviceUrl('PG_URL'),
       redisUrl: serviceUrl('REDIS_URL'),
       schema: config.schema,
       pollMs: 300,
       logger,
-      apply: (_, version) => applied.push(version),
+      apply,
     });
+
+  it('finds a version that was never announced by polling', async () => {
+    const applied: number[] = [];
+    const watcher = await watch((_, version) => applied.push(version));
     try {
       // The current version (3 was refused by the step, but it is current) validates here: nothing checks slots.
       expect(applied).toEqual([3]);
@@ -273,23 +282,15 @@ tasks:
     const [current, previous] = versions as [number, number];
     const tried: number[] = [];
     const applied: number[] = [];
-    const watcher = await ModelWatcher.start({
-      model,
-      pgUrl: serviceUrl('PG_URL'),
-      redisUrl: serviceUrl('REDIS_URL'),
-      schema: config.schema,
-      pollMs: 200,
-      logger,
-      apply: (_, version) => {
-        tried.push(version);
-        if (version === current) throw new Error('does not fit this step');
-        applied.push(version);
-      },
+    const watcher = await watch((_, version) => {
+      tried.push(version);
+      if (version === current) throw new Error('does not fit this step');
+      applied.push(version);
     });
     try {
       expect(watcher.version).toBe(previous);
       expect(applied).toEqual([previous]);
-      await new Promise((resolve) => setTimeout(resolve, 700)); // a few polls
+      await new Promise((resolve) => setTimeout(resolve, 1000)); // a few polls
       expect(tried).toEqual([current, previous]);
     } finally {
       await watcher.stop();

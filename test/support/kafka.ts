@@ -167,7 +167,7 @@ export function connectAdmin(kafka: Kafka): Promise<Admin> {
 /** A failed test's worker logs, whole, in one file per worker: the evidence a flaky failure leaves. */
 function keepWorkerLogs(testName: string, workers: WorkerProcess[]): void {
   const dir = mkdtempSync(path.join(tmpdir(), 'flotilla-failed-'));
-  workers.forEach((w, i) => writeFileSync(path.join(dir, `worker-${i}.log`), w.logs()));
+  for (const [i, w] of workers.entries()) writeFileSync(path.join(dir, `worker-${i}.log`), w.logs());
   console.error(`[${testName}] the logs of its ${workers.length} worker(s) are in ${dir}`);
 }
 

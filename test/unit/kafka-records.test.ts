@@ -1,14 +1,13 @@
-import type { KafkaMessage } from 'kafkajs';
+import type { IHeaders, KafkaMessage } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { toRecords } from '../../src/sources/kafka.js';
 
-const message = (offset: number, timestamp: number, headers: KafkaMessage['headers'] = {}): KafkaMessage => ({
+const message = (offset: number, timestamp: number, headers: IHeaders = {}): KafkaMessage => ({
   key: Buffer.from(`k${offset}`),
   value: Buffer.from('{}'),
   timestamp: String(timestamp),
   attributes: 0,
   offset: String(offset),
-  size: 0,
   headers,
 });
 

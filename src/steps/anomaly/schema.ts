@@ -158,7 +158,11 @@ const registrySchema = z
       .describe('Looks for a new version this often, besides Redis announcements (default 30s).'),
     postgres: z.string().min(1).optional().describe('Registry database URL (default: $PG_URL).'),
     redis: z.string().min(1).optional().describe('Redis URL of version announcements (default: $REDIS_URL).'),
-    schema: z.string().min(1).default(DEFAULT_JOBS_SCHEMA).describe('PostgreSQL schema of the registry tables.'),
+    schema: z
+      .string()
+      .min(1)
+      .default(DEFAULT_JOBS_SCHEMA)
+      .describe('PostgreSQL schema of the registry tables.'),
   })
   .strict()
   .describe(
