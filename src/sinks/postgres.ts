@@ -205,6 +205,7 @@ export const TENANT_POLICY = 'flotilla_tenant_isolation';
 /** Tenant schemas whose statements are kept; a schema used again after eviction is re-read. */
 const CACHED_TENANT_TABLES = 1024;
 const DUPLICATE_DATABASE = '42P04';
+const UNDEFINED_TABLE = '42P01';
 
 const tableName = (schema: string, table: string) => `${quoteIdent(schema)}.${quoteIdent(table)}`;
 
@@ -493,14 +494,23 @@ class PostgresDriver implements SinkDriver<Payload, Target | undefined> {
   }
 
   private async readTable(pool: pg.Pool, table: string): Promise<Statements> {
-    const { rows } = await pool.query<{ name: string; type: string; category: string; base: string }>(
-      `SELECT a.attname AS name, format_type(a.atttypid, NULL) AS type, t.typcategory AS category,
+    const { rows } = await pool
+      .query<{ name: string; type: string; category: string; base: string }>(
+        `SELECT a.attname AS name, format_type(a.atttypid, NULL) AS type, t.typcategory AS category,
               format_type(COALESCE(NULLIF(t.typelem, 0), t.oid), NULL) AS base
          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
         WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
         ORDER BY a.attnum`,
-      [table],
-    );
+        [table],
+      )
+      .catch((err: unknown) => {
+        // The write is retried (the table may be on its way, e.g. a migration): say what to do.
+        if ((err as { code?: string }).code !== UNDEFINED_TABLE) throw err;
+        throw new SinkConfigError(
+          `table ${table} does not exist: create it, let the sink create it (create_table:), or set the schema it is in (schema:)`,
+          { cause: err },
+        );
+      });
     const tableColumns = new Map<string, Column>(
       rows.map((r) => {
         const toText =

@@ -141,3 +141,20 @@ describe('postgres sink (auto): COPY for large statements only', () => {
     expect(rows[0]).toEqual({ n: 10_000, total: (9_999 * 10_000) / 2 });
   });
 });
+
+describe('postgres sink: a table that does not exist', () => {
+  it('fails the write (to be retried) saying what to do', async () => {
+    const sink = await createSink(postgresSink, {
+      kind: 'postgres',
+      url: serviceUrl('PG_URL'),
+      table: `pgsink_${process.pid}_missing`,
+    });
+    try {
+      await expect(sink.write([makeRecord('a', { n: 1 })], { reject: () => {} })).rejects.toThrow(
+        `table "public"."pgsink_${process.pid}_missing" does not exist: create it, let the sink create it (create_table:), or set the schema it is in (schema:)`,
+      );
+    } finally {
+      await sink.close();
+    }
+  });
+});
